@@ -1,0 +1,533 @@
+//! Cache keys: `{prefix}:{version}:{name}:{args}`, with an injective argument encoding.
+//!
+//! Arguments are encoded through serde into a short, readable text in which the
+//! separators (`:` between key parts, `,` between arguments, brackets inside values)
+//! never come from user data: every such character inside a string is percent-escaped.
+//! So two different argument tuples of one function never produce the same key,
+//! whatever characters the values hold.
+//!
+//! | value                | encoding                       |
+//! |----------------------|--------------------------------|
+//! | `true` / `false`     | `t` / `f`                      |
+//! | integers, floats     | decimal (`42`, `-1`, `1.5`)    |
+//! | `"alice"`            | `alice`                        |
+//! | `""`, `"42"`, `"t"`  | `''`, `'42`, `'t` (quoted when it could read as another type) |
+//! | `"a:b"`              | `a%3Ab`                        |
+//! | `None` / `Some(x)`   | `~` / `x`                      |
+//! | sequences, tuples    | `[a,b]`                        |
+//! | maps, structs        | `{k=v,k=v}`                    |
+//! | enum variants        | `Name`, `Name(v)`, `Name[a,b]`, `Name{k=v}` |
+//!
+//! A key longer than [`MAX_KEY_LEN`] keeps a readable head and replaces the rest with
+//! a SHA-256 digest of the whole key.
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+use serde::ser::{self, Impossible};
+use sha2::{Digest, Sha256};
+
+/// Longest key stored as is; longer ones are hashed (memcached's limit, kind to Redis memory).
+pub const MAX_KEY_LEN: usize = 250;
+/// Bytes of the original key kept in front of the digest of a hashed key.
+const HASHED_HEAD_LEN: usize = 160;
+
+/// Characters escaped inside strings: every separator the encoding uses, `%` itself,
+/// whitespace and control characters.
+fn needs_escape(c: char) -> bool {
+    matches!(
+        c,
+        '%' | ':' | ',' | '\'' | '~' | '+' | '(' | ')' | '[' | ']' | '{' | '}' | '=' | '#' | '"' | '\\'
+    ) || c.is_whitespace()
+        || c.is_control()
+}
+
+/// Whether a string must be written with a leading `'` so it cannot read as a number,
+/// bool, float or empty value.
+fn needs_quote(s: &str) -> bool {
+    match s.as_bytes().first() {
+        None => true,
+        Some(b) if b.is_ascii_digit() || *b == b'-' || *b == b'.' => true,
+        _ => matches!(s, "t" | "f" | "inf" | "NaN"),
+    }
+}
+
+fn write_str(out: &mut String, s: &str) {
+    if needs_quote(s) {
+        out.push('\'');
+    }
+    for c in s.chars() {
+        if needs_escape(c) {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                let _ = write!(out, "%{b:02X}");
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    if s.is_empty() {
+        out.push('\'');
+    }
+}
+
+/// The error when a value's `Serialize` implementation fails.
+#[derive(Debug)]
+pub struct KeyError(String);
+
+impl std::fmt::Display for KeyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "cannot encode a key argument: {}", self.0)
+    }
+}
+impl std::error::Error for KeyError {}
+impl ser::Error for KeyError {
+    fn custom<T: std::fmt::Display>(msg: T) -> Self {
+        KeyError(msg.to_string())
+    }
+}
+
+/// Encodes one value into `out`.
+pub fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut String) -> Result<(), KeyError> {
+    value.serialize(ValueEncoder { out })
+}
+
+/// Encodes an argument tuple: one string per tuple element (`()` gives none).
+pub fn encode_args<A: Serialize + ?Sized>(args: &A) -> Result<Vec<String>, KeyError> {
+    let mut parts = Vec::new();
+    args.serialize(ArgsEncoder { parts: &mut parts })?;
+    Ok(parts)
+}
+
+/// Bounds a key's length: past [`MAX_KEY_LEN`], a readable head plus `#` and a digest.
+pub fn bound(key: String) -> String {
+    if key.len() <= MAX_KEY_LEN {
+        return key;
+    }
+    let mut cut = HASHED_HEAD_LEN;
+    while !key.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let digest = Sha256::digest(key.as_bytes());
+    let mut out = String::with_capacity(cut + 1 + 64);
+    out.push_str(&key[..cut]);
+    out.push('#');
+    for b in digest {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+struct ValueEncoder<'a> {
+    out: &'a mut String,
+}
+
+/// Writes a sequence-like body: `open`, items separated by `,`, `close`.
+struct Seq<'a> {
+    out: &'a mut String,
+    first: bool,
+    close: char,
+}
+
+impl Seq<'_> {
+    fn sep(&mut self) {
+        if !self.first {
+            self.out.push(',');
+        }
+        self.first = false;
+    }
+}
+
+impl<'a> ValueEncoder<'a> {
+    fn seq(self, open: &str, close: char) -> Seq<'a> {
+        self.out.push_str(open);
+        Seq { out: self.out, first: true, close }
+    }
+}
+
+macro_rules! display_scalar {
+    ($($method:ident: $ty:ty),*) => {$(
+        fn $method(self, v: $ty) -> Result<(), KeyError> {
+            let _ = write!(self.out, "{v}");
+            Ok(())
+        }
+    )*};
+}
+
+impl<'a> ser::Serializer for ValueEncoder<'a> {
+    type Ok = ();
+    type Error = KeyError;
+    type SerializeSeq = Seq<'a>;
+    type SerializeTuple = Seq<'a>;
+    type SerializeTupleStruct = Seq<'a>;
+    type SerializeTupleVariant = Seq<'a>;
+    type SerializeMap = Seq<'a>;
+    type SerializeStruct = Seq<'a>;
+    type SerializeStructVariant = Seq<'a>;
+
+    display_scalar!(
+        serialize_i8: i8, serialize_i16: i16, serialize_i32: i32, serialize_i64: i64,
+        serialize_i128: i128, serialize_u8: u8, serialize_u16: u16, serialize_u32: u32,
+        serialize_u64: u64, serialize_u128: u128
+    );
+
+    fn serialize_bool(self, v: bool) -> Result<(), KeyError> {
+        self.out.push(if v { 't' } else { 'f' });
+        Ok(())
+    }
+    fn serialize_f32(self, v: f32) -> Result<(), KeyError> {
+        // Debug prints the shortest text that reads back as the same float.
+        let _ = write!(self.out, "{v:?}");
+        Ok(())
+    }
+    fn serialize_f64(self, v: f64) -> Result<(), KeyError> {
+        let _ = write!(self.out, "{v:?}");
+        Ok(())
+    }
+    fn serialize_char(self, v: char) -> Result<(), KeyError> {
+        write_str(self.out, v.encode_utf8(&mut [0u8; 4]));
+        Ok(())
+    }
+    fn serialize_str(self, v: &str) -> Result<(), KeyError> {
+        write_str(self.out, v);
+        Ok(())
+    }
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), KeyError> {
+        self.out.push('x');
+        for b in v {
+            let _ = write!(self.out, "{b:02x}");
+        }
+        Ok(())
+    }
+    fn serialize_none(self) -> Result<(), KeyError> {
+        self.out.push('~');
+        Ok(())
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), KeyError> {
+        // `Some(x)` is written as `x`; only when `x` itself starts like an option
+        // (`~` or `+`, i.e. nested options) a `+` keeps `Some(None)` apart from `None`.
+        let mut inner = String::new();
+        encode_value(value, &mut inner)?;
+        if inner.starts_with(['~', '+']) {
+            self.out.push('+');
+        }
+        self.out.push_str(&inner);
+        Ok(())
+    }
+    fn serialize_unit(self) -> Result<(), KeyError> {
+        self.out.push_str("()");
+        Ok(())
+    }
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), KeyError> {
+        self.serialize_unit()
+    }
+    fn serialize_unit_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+    ) -> Result<(), KeyError> {
+        write_str(self.out, variant);
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        value: &T,
+    ) -> Result<(), KeyError> {
+        value.serialize(self)
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        value: &T,
+    ) -> Result<(), KeyError> {
+        write_str(self.out, variant);
+        self.out.push('(');
+        encode_value(value, self.out)?;
+        self.out.push(')');
+        Ok(())
+    }
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Seq<'a>, KeyError> {
+        Ok(self.seq("[", ']'))
+    }
+    fn serialize_tuple(self, _len: usize) -> Result<Seq<'a>, KeyError> {
+        Ok(self.seq("[", ']'))
+    }
+    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Seq<'a>, KeyError> {
+        Ok(self.seq("[", ']'))
+    }
+    fn serialize_tuple_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Seq<'a>, KeyError> {
+        write_str(self.out, variant);
+        Ok(self.seq("[", ']'))
+    }
+    fn serialize_map(self, _len: Option<usize>) -> Result<Seq<'a>, KeyError> {
+        Ok(self.seq("{", '}'))
+    }
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Seq<'a>, KeyError> {
+        Ok(self.seq("{", '}'))
+    }
+    fn serialize_struct_variant(
+        self,
+        _name: &'static str,
+        _index: u32,
+        variant: &'static str,
+        _len: usize,
+    ) -> Result<Seq<'a>, KeyError> {
+        write_str(self.out, variant);
+        Ok(self.seq("{", '}'))
+    }
+}
+
+impl Seq<'_> {
+    fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
+        self.sep();
+        encode_value(value, self.out)
+    }
+    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), KeyError> {
+        self.sep();
+        write_str(self.out, name);
+        self.out.push('=');
+        encode_value(value, self.out)
+    }
+    fn finish(self) -> Result<(), KeyError> {
+        self.out.push(self.close);
+        Ok(())
+    }
+}
+
+macro_rules! seq_impl {
+    ($($trait:ident :: $method:ident),*) => {$(
+        impl ser::$trait for Seq<'_> {
+            type Ok = ();
+            type Error = KeyError;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
+                self.item(value)
+            }
+            fn end(self) -> Result<(), KeyError> {
+                self.finish()
+            }
+        }
+    )*};
+}
+seq_impl!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field
+);
+
+macro_rules! struct_impl {
+    ($($trait:ident),*) => {$(
+        impl ser::$trait for Seq<'_> {
+            type Ok = ();
+            type Error = KeyError;
+            fn serialize_field<T: Serialize + ?Sized>(
+                &mut self,
+                key: &'static str,
+                value: &T,
+            ) -> Result<(), KeyError> {
+                self.field(key, value)
+            }
+            fn end(self) -> Result<(), KeyError> {
+                self.finish()
+            }
+        }
+    )*};
+}
+struct_impl!(SerializeStruct, SerializeStructVariant);
+
+impl ser::SerializeMap for Seq<'_> {
+    type Ok = ();
+    type Error = KeyError;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), KeyError> {
+        self.item(key)
+    }
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
+        self.out.push('=');
+        encode_value(value, self.out)
+    }
+    fn end(self) -> Result<(), KeyError> {
+        self.finish()
+    }
+}
+
+/// The top level: a tuple of argument references, each encoded on its own.
+struct ArgsEncoder<'a> {
+    parts: &'a mut Vec<String>,
+}
+
+impl ser::SerializeTuple for ArgsEncoder<'_> {
+    type Ok = ();
+    type Error = KeyError;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
+        let mut s = String::new();
+        encode_value(value, &mut s)?;
+        self.parts.push(s);
+        Ok(())
+    }
+    fn end(self) -> Result<(), KeyError> {
+        Ok(())
+    }
+}
+
+macro_rules! args_only {
+    ($($method:ident($($arg:ty),*) -> $ret:ty;)*) => {$(
+        fn $method(self, $(_: $arg),*) -> Result<$ret, KeyError> {
+            Err(KeyError("key arguments must be passed as a tuple".into()))
+        }
+    )*};
+}
+
+impl<'a> ser::Serializer for ArgsEncoder<'a> {
+    type Ok = ();
+    type Error = KeyError;
+    type SerializeSeq = Impossible<(), KeyError>;
+    type SerializeTuple = Self;
+    type SerializeTupleStruct = Impossible<(), KeyError>;
+    type SerializeTupleVariant = Impossible<(), KeyError>;
+    type SerializeMap = Impossible<(), KeyError>;
+    type SerializeStruct = Impossible<(), KeyError>;
+    type SerializeStructVariant = Impossible<(), KeyError>;
+
+    fn serialize_tuple(self, _len: usize) -> Result<Self, KeyError> {
+        Ok(self)
+    }
+    fn serialize_unit(self) -> Result<(), KeyError> {
+        Ok(())
+    }
+    fn serialize_newtype_struct<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _value: &T,
+    ) -> Result<(), KeyError> {
+        Err(KeyError("key arguments must be passed as a tuple".into()))
+    }
+    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<(), KeyError> {
+        Err(KeyError("key arguments must be passed as a tuple".into()))
+    }
+    fn serialize_newtype_variant<T: Serialize + ?Sized>(
+        self,
+        _name: &'static str,
+        _index: u32,
+        _variant: &'static str,
+        _value: &T,
+    ) -> Result<(), KeyError> {
+        Err(KeyError("key arguments must be passed as a tuple".into()))
+    }
+    args_only! {
+        serialize_bool(bool) -> ();
+        serialize_i8(i8) -> (); serialize_i16(i16) -> (); serialize_i32(i32) -> (); serialize_i64(i64) -> ();
+        serialize_u8(u8) -> (); serialize_u16(u16) -> (); serialize_u32(u32) -> (); serialize_u64(u64) -> ();
+        serialize_f32(f32) -> (); serialize_f64(f64) -> (); serialize_char(char) -> ();
+        serialize_str(&str) -> (); serialize_bytes(&[u8]) -> (); serialize_none() -> ();
+        serialize_unit_struct(&'static str) -> ();
+        serialize_unit_variant(&'static str, u32, &'static str) -> ();
+        serialize_seq(Option<usize>) -> Impossible<(), KeyError>;
+        serialize_tuple_struct(&'static str, usize) -> Impossible<(), KeyError>;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Impossible<(), KeyError>;
+        serialize_map(Option<usize>) -> Impossible<(), KeyError>;
+        serialize_struct(&'static str, usize) -> Impossible<(), KeyError>;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Impossible<(), KeyError>;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Serialize;
+
+    fn enc<T: Serialize>(v: T) -> String {
+        let mut s = String::new();
+        encode_value(&v, &mut s).unwrap();
+        s
+    }
+
+    #[derive(Serialize)]
+    struct User {
+        id: u32,
+        name: &'static str,
+    }
+
+    #[derive(Serialize)]
+    enum Filter {
+        All,
+        Id(u32),
+        Range(u32, u32),
+        Named { name: String },
+    }
+
+    #[test]
+    fn scalars_are_readable() {
+        assert_eq!(enc(42u32), "42");
+        assert_eq!(enc(-7i64), "-7");
+        assert_eq!(enc(true), "t");
+        assert_eq!(enc(1.5f64), "1.5");
+        assert_eq!(enc("alice"), "alice");
+        assert_eq!(enc("alice@example.com"), "alice@example.com");
+        assert_eq!(enc("héllo"), "héllo");
+    }
+
+    #[test]
+    fn strings_that_could_read_as_other_types_are_quoted() {
+        assert_eq!(enc(""), "''");
+        assert_eq!(enc("42"), "'42");
+        assert_eq!(enc("t"), "'t");
+        assert_eq!(enc("-x"), "'-x");
+    }
+
+    #[test]
+    fn separators_are_escaped() {
+        assert_eq!(enc("a:b"), "a%3Ab");
+        assert_eq!(enc("a,b"), "a%2Cb");
+        assert_eq!(enc("50%"), "'50%25");
+        assert_eq!(enc("a b"), "a%20b");
+    }
+
+    #[test]
+    fn options_nest_without_ambiguity() {
+        assert_eq!(enc(None::<u32>), "~");
+        assert_eq!(enc(Some(3u32)), "3");
+        assert_eq!(enc(Some(None::<u32>)), "+~");
+        assert_eq!(enc(Some(Some(3u32))), "3");
+        assert_ne!(enc(Some("~")), enc(None::<&str>));
+    }
+
+    #[test]
+    fn composites() {
+        assert_eq!(enc(vec![1, 2]), "[1,2]");
+        assert_eq!(enc((1, "a")), "[1,a]");
+        assert_eq!(enc(User { id: 1, name: "bo" }), "{id=1,name=bo}");
+        assert_eq!(enc(Filter::All), "All");
+        assert_eq!(enc(Filter::Id(3)), "Id(3)");
+        assert_eq!(enc(Filter::Range(1, 2)), "Range[1,2]");
+        assert_eq!(enc(Filter::Named { name: "x".into() }), "Named{name=x}");
+        let map: std::collections::BTreeMap<&str, u32> = [("a", 1), ("b", 2)].into();
+        assert_eq!(enc(map), "{a=1,b=2}");
+    }
+
+    #[test]
+    fn args_tuple() {
+        assert_eq!(encode_args(&()).unwrap(), Vec::<String>::new());
+        assert_eq!(encode_args(&(&1u32, &"a:b")).unwrap(), vec!["1", "a%3Ab"]);
+        assert!(encode_args(&5u32).is_err());
+    }
+
+    #[test]
+    fn long_keys_keep_a_head_and_hash_the_rest() {
+        let long = format!(":1:q:{}", "é".repeat(300));
+        let bounded = bound(long.clone());
+        assert!(bounded.len() <= MAX_KEY_LEN);
+        assert!(bounded.starts_with(":1:q:é"));
+        assert_ne!(bound(format!("{long}x")), bounded);
+        assert_eq!(bound("short".into()), "short");
+    }
+}

@@ -1,0 +1,57 @@
+//! Caching for async Rust web apps, driven by attribute macros: `#[cached_query]` caches a
+//! function's result, `#[cached_view]` a whole HTTP response, in Redis or in memory.
+//!
+//! ```
+//! use cache_runtime::{cached_query, Cache};
+//!
+//! #[derive(serde::Serialize, serde::Deserialize)]
+//! struct User { id: u32, name: String }
+//!
+//! #[cached_query(key = "user:{id}", ttl = 600)]
+//! async fn user(id: u32) -> Option<User> {
+//!     // ... a database query ...
+//!     Some(User { id, name: "Ada".into() })
+//! }
+//!
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let url = std::env::var("CACHE_URL").unwrap_or("memory://".into());
+//! cache_runtime::install(Cache::from_url(&url).await.unwrap());
+//! user(1).await; // miss: runs the body, stores the result under ":1:user:1"
+//! user(1).await; // hit: the body does not run
+//! assert_eq!(cache_runtime::current().unwrap().stats().hits, 1);
+//! # });
+//! ```
+//!
+//! What the runtime owns: key encoding ([`key`]), codecs and the value envelope
+//! ([`codec`]), the `memory://` and `redis://` backends, per-process single-flight,
+//! timeouts and a circuit breaker (a failing cache is a miss, never an error), and
+//! [`Stats`]. Users bump `version` in the attribute to invalidate.
+#![warn(missing_docs)]
+
+mod backend;
+mod breaker;
+mod cache;
+pub mod codec;
+mod envelope;
+mod error;
+mod flight;
+pub mod key;
+mod query;
+mod stats;
+
+pub use cache::{
+    Cache, CacheBuilder, DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, DEFAULT_TTL,
+    current, install, installed, scope,
+};
+pub use cache_macros::{cached_query, cached_view};
+pub use error::{Error, ErrorKind, Result};
+pub use stats::Stats;
+
+/// Entry points for generated code. Not a public API: it changes without notice.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::codec::SelectCodec;
+    pub use crate::query::{
+        Cacheable, Key, QuerySpec, ResultOk, assert_cacheable, cached_result, cached_value,
+    };
+}

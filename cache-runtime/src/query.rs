@@ -1,0 +1,269 @@
+//! What `#[cached_query]` expands into: read, single-flight, compute, store.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::cache::{Cache, current};
+use crate::codec::SelectCodec;
+use crate::envelope::{self, Header};
+use crate::error::Result;
+use crate::flight::{self, Join};
+use crate::key;
+use crate::stats::Event;
+
+/// The static description of one cached function, written by the macro.
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct QuerySpec {
+    /// `module::path::function`: names the query in logs, metrics and default keys.
+    pub function: &'static str,
+    /// The `key` template split at its placeholders (`"user:{id}"` → `["user:", ""]`).
+    pub template: Option<&'static [&'static str]>,
+    /// The `version` argument.
+    pub version: u64,
+    /// The `ttl` argument in seconds; `None` uses the cache's default.
+    pub ttl: Option<u64>,
+    /// The `tags` templates.
+    pub tags: &'static [&'static str],
+    /// The `cache` argument: where to find the cache instead of the installed one.
+    pub cache: Option<fn() -> Cache>,
+}
+
+impl QuerySpec {
+    fn resolve(&self) -> Option<Cache> {
+        static WARNED: AtomicBool = AtomicBool::new(false);
+        let cache = self.cache.map(|f| f()).or_else(current);
+        if cache.is_none() && !WARNED.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                function = self.function,
+                "cache: no cache installed; cached functions run uncached. Call cache_runtime::install(cache) at start-up"
+            );
+        }
+        cache
+    }
+}
+
+/// The logical key of one call: `{version}:{name}[:{args}]`, before the cache's prefix.
+#[doc(hidden)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Key {
+    logical: Option<String>,
+}
+
+impl Key {
+    /// Encodes the call's key arguments (a tuple of references) for `spec`.
+    pub fn new<A: Serialize + ?Sized>(spec: &'static QuerySpec, args: &A) -> Key {
+        match key::encode_args(args).map(|parts| logical_key(spec, &parts)) {
+            Ok(Some(logical)) => Key { logical: Some(logical) },
+            Ok(None) => Key { logical: None },
+            Err(e) => {
+                tracing::warn!(function = spec.function, error = %e, "cache: key not encodable; running uncached");
+                Key { logical: None }
+            }
+        }
+    }
+
+    /// The logical key, when the arguments could be encoded.
+    pub fn as_str(&self) -> Option<&str> {
+        self.logical.as_deref()
+    }
+}
+
+fn logical_key(spec: &QuerySpec, parts: &[String]) -> Option<String> {
+    let mut out = String::with_capacity(64);
+    out.push_str(&spec.version.to_string());
+    out.push(':');
+    match spec.template {
+        Some(pieces) => {
+            if pieces.len() != parts.len() + 1 {
+                tracing::error!(function = spec.function, "cache: key template does not match its arguments");
+                return None;
+            }
+            out.push_str(pieces[0]);
+            for (part, piece) in parts.iter().zip(&pieces[1..]) {
+                out.push_str(part);
+                out.push_str(piece);
+            }
+        }
+        None => {
+            out.push_str(spec.function);
+            for (i, part) in parts.iter().enumerate() {
+                out.push(if i == 0 { ':' } else { ',' });
+                out.push_str(part);
+            }
+        }
+    }
+    Some(key::bound(out))
+}
+
+/// Marks types a cached function may return; see the error it gives otherwise.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be cached: it must implement `serde::Serialize` and `serde::Deserialize`",
+    label = "the cached value's type",
+    note = "derive both: `#[derive(serde::Serialize, serde::Deserialize)]`; for `Result<T, E>` only `T` needs them"
+)]
+pub trait Cacheable {}
+impl<T: Serialize + DeserializeOwned> Cacheable for T {}
+
+/// Compile-time check that a return type is cacheable (spanned at the user's type).
+#[doc(hidden)]
+pub const fn assert_cacheable<T: Cacheable + ?Sized>() {}
+
+/// The `Ok` type of a `Result` return type.
+#[doc(hidden)]
+pub trait ResultOk {
+    /// `T` of `Result<T, E>`.
+    type Ok;
+}
+impl<T, E> ResultOk for Result<T, E> {
+    type Ok = T;
+}
+
+/// Runs a cached function returning a plain value (`Option<T>` included: `None` is cached).
+#[doc(hidden)]
+pub async fn cached_value<R, C, F>(spec: &'static QuerySpec, key: Key, fut: F) -> R
+where
+    R: Serialize + DeserializeOwned + Send,
+    C: SelectCodec,
+    F: Future<Output = R>,
+{
+    cached::<R, R, C, F>(spec, key, fut, |v: &R| Some(v), |v| v).await
+}
+
+/// Runs a cached function returning `Result<T, E>`: only `Ok` values are stored.
+#[doc(hidden)]
+pub async fn cached_result<T, E, C, F>(spec: &'static QuerySpec, key: Key, fut: F) -> Result<T, E>
+where
+    T: Serialize + DeserializeOwned + Send,
+    C: SelectCodec,
+    F: Future<Output = Result<T, E>>,
+{
+    cached::<Result<T, E>, T, C, F>(spec, key, fut, |r| r.as_ref().ok(), Ok).await
+}
+
+async fn cached<O, T, C, F>(
+    spec: &'static QuerySpec,
+    key: Key,
+    fut: F,
+    cacheable: fn(&O) -> Option<&T>,
+    wrap: fn(T) -> O,
+) -> O
+where
+    T: Serialize + DeserializeOwned,
+    C: SelectCodec,
+    F: Future<Output = O>,
+{
+    let (Some(cache), Some(logical)) = (spec.resolve(), key.logical) else {
+        return fut.await;
+    };
+    let name = spec.function;
+    let counters = &cache.inner.counters;
+    let full = cache.full_key(&logical);
+    let leader = match cache.inner.flights.join(&full) {
+        Join::Leader(leader) => leader,
+        Join::Follower(slot) => {
+            if let Some(bytes) = flight::wait(slot).await
+                && let Some(value) = decode::<T, C>(&cache, &bytes)
+            {
+                counters.count(Event::Hit, name);
+                tracing::debug!(key = %logical, name, "cache hit (shared flight)");
+                return wrap(value);
+            }
+            // The leader had nothing to share (an error, or it was cancelled).
+            return fut.await;
+        }
+    };
+
+    if let Some(bytes) = cache.read(&full, name).await {
+        match decode::<T, C>(&cache, &bytes) {
+            Some(value) => {
+                counters.count(Event::Hit, name);
+                counters.read_bytes(bytes.len());
+                tracing::debug!(key = %logical, name, "cache hit");
+                leader.publish(bytes);
+                return wrap(value);
+            }
+            None => {
+                counters.count(Event::DecodeError, name);
+                tracing::warn!(key = %logical, name, "cache: stored value is not readable; recomputing");
+            }
+        }
+    }
+    counters.count(Event::Miss, name);
+    tracing::debug!(key = %logical, name, "cache miss");
+
+    let started = Instant::now();
+    let out = fut.await;
+    if let Some(value) = cacheable(&out) {
+        match encode::<T, C>(&cache, value, started.elapsed()) {
+            Ok(bytes) => {
+                let ttl = spec.ttl.map_or(cache.inner.default_ttl, Duration::from_secs);
+                cache.write(&full, bytes.clone(), ttl, name).await;
+                leader.publish(bytes);
+            }
+            Err(e) => tracing::warn!(key = %logical, name, error = %e, "cache: value not encodable; not stored"),
+        }
+    }
+    out
+}
+
+/// Envelope + payload for `value`.
+pub(crate) fn encode<T: Serialize + ?Sized, C: SelectCodec>(
+    cache: &Cache,
+    value: &T,
+    cost: Duration,
+) -> Result<Bytes> {
+    let mut buf = Header::now(C::codec_id(cache.inner.codec), cost).write(256);
+    C::encode_with(cache.inner.codec, value, &mut buf)?;
+    Ok(Bytes::from(buf))
+}
+
+/// The value in `bytes`, or `None` when they are not an envelope of this codec.
+pub(crate) fn decode<T: DeserializeOwned, C: SelectCodec>(cache: &Cache, bytes: &[u8]) -> Option<T> {
+    let (header, payload) = envelope::read(bytes)?;
+    if header.kind != 0 || header.codec != C::codec_id(cache.inner.codec) {
+        return None;
+    }
+    C::decode_with(cache.inner.codec, payload).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static PLAIN: QuerySpec = QuerySpec {
+        function: "app::users::active",
+        template: None,
+        version: 3,
+        ttl: None,
+        tags: &[],
+        cache: None,
+    };
+    static TEMPLATED: QuerySpec = QuerySpec {
+        function: "app::users::get",
+        template: Some(&["user:", ":posts"]),
+        version: 1,
+        ttl: Some(5),
+        tags: &[],
+        cache: None,
+    };
+
+    #[test]
+    fn default_key_is_version_function_args() {
+        assert_eq!(Key::new(&PLAIN, &()).as_str(), Some("3:app::users::active"));
+        assert_eq!(Key::new(&PLAIN, &(&1u32, &"a:b")).as_str(), Some("3:app::users::active:1,a%3Ab"));
+    }
+
+    #[test]
+    fn template_interpolates_in_order() {
+        assert_eq!(Key::new(&TEMPLATED, &(&42u32,)).as_str(), Some("1:user:42:posts"));
+        assert_eq!(Key::new(&TEMPLATED, &(&"x:y",)).as_str(), Some("1:user:x%3Ay:posts"));
+        assert_eq!(Key::new(&TEMPLATED, &(&1u8, &2u8)).as_str(), None, "arity mismatch");
+    }
+}

@@ -1,0 +1,105 @@
+//! Counters behind [`Cache::stats`](crate::Cache::stats), mirrored to the `metrics` facade.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of a cache's counters since it was built.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let cache = cache_runtime::Cache::from_url("memory://").await.unwrap();
+/// let stats = cache.stats();
+/// assert_eq!(stats.hits + stats.misses, 0);
+/// # });
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Reads answered from the cache (including callers that shared another caller's fill).
+    pub hits: u64,
+    /// Reads that found nothing usable and ran the function.
+    pub misses: u64,
+    /// Values written after a miss.
+    pub fills: u64,
+    /// Stored bytes that were not a valid value (foreign, corrupt, other codec): misses.
+    pub decode_errors: u64,
+    /// Backend operations that failed or timed out (each became a miss or a skipped write).
+    pub backend_errors: u64,
+    /// Operations not sent because the circuit breaker was open.
+    pub skipped: u64,
+    /// Bytes read from the backend on hits.
+    pub bytes_read: u64,
+    /// Bytes written to the backend by fills.
+    pub bytes_written: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    hits: AtomicU64,
+    misses: AtomicU64,
+    fills: AtomicU64,
+    decode_errors: AtomicU64,
+    backend_errors: AtomicU64,
+    skipped: AtomicU64,
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+/// One counted event.
+#[derive(Clone, Copy)]
+pub(crate) enum Event {
+    Hit,
+    Miss,
+    Fill,
+    DecodeError,
+    BackendError,
+    Skipped,
+}
+
+impl Event {
+    fn metric(self) -> &'static str {
+        match self {
+            Event::Hit => "cache_hits_total",
+            Event::Miss => "cache_misses_total",
+            Event::Fill => "cache_fills_total",
+            Event::DecodeError => "cache_decode_errors_total",
+            Event::BackendError => "cache_backend_errors_total",
+            Event::Skipped => "cache_skipped_total",
+        }
+    }
+}
+
+impl Counters {
+    pub(crate) fn count(&self, event: Event, name: &'static str) {
+        let counter = match event {
+            Event::Hit => &self.hits,
+            Event::Miss => &self.misses,
+            Event::Fill => &self.fills,
+            Event::DecodeError => &self.decode_errors,
+            Event::BackendError => &self.backend_errors,
+            Event::Skipped => &self.skipped,
+        };
+        counter.fetch_add(1, Relaxed);
+        metrics::counter!(event.metric(), "name" => name).increment(1);
+    }
+
+    pub(crate) fn read_bytes(&self, n: usize) {
+        self.bytes_read.fetch_add(n as u64, Relaxed);
+    }
+
+    pub(crate) fn wrote_bytes(&self, n: usize) {
+        self.bytes_written.fetch_add(n as u64, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Stats {
+        Stats {
+            hits: self.hits.load(Relaxed),
+            misses: self.misses.load(Relaxed),
+            fills: self.fills.load(Relaxed),
+            decode_errors: self.decode_errors.load(Relaxed),
+            backend_errors: self.backend_errors.load(Relaxed),
+            skipped: self.skipped.load(Relaxed),
+            bytes_read: self.bytes_read.load(Relaxed),
+            bytes_written: self.bytes_written.load(Relaxed),
+        }
+    }
+}
