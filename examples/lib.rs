@@ -1,0 +1,1 @@
+//! Runnable examples of `cache-runtime` live beside this file; see `Cargo.toml`.

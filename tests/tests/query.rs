@@ -1,0 +1,343 @@
+//! `#[cached_query]` behaviour, one suite run on both backends: the embedded memory store
+//! and a real `redis-server` started by the harness. Every case counts how often the body
+//! ran, because that is what a cache promises.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use cache_runtime::{Cache, cached_query};
+use cache_tests::{raw_connection, redis_server_url, unique_prefix};
+use serde::{Deserialize, Serialize};
+
+/// What a case gets: its own cache, and the Redis URL behind it (for raw pokes).
+struct Env {
+    cache: Cache,
+    redis_url: Option<String>,
+}
+
+impl Env {
+    async fn memory() -> Env {
+        Env { cache: Cache::from_url("memory://").await.unwrap(), redis_url: None }
+    }
+
+    async fn redis(test: &str) -> Env {
+        let url = redis_server_url();
+        let cache = Cache::builder(&url).prefix(unique_prefix(test)).build().await.unwrap();
+        Env { cache, redis_url: Some(url) }
+    }
+
+    /// Runs `f` with this env's cache as the task's default.
+    async fn run<F: Future>(&self, f: F) -> F::Output {
+        cache_runtime::scope(self.cache.clone(), f).await
+    }
+
+    /// Stores bytes under a logical key (`{version}:{name}`), bypassing the codec: raw bytes
+    /// in Redis, or a value of the wrong type in memory.
+    async fn poison(&self, logical: &str) {
+        let full = format!("{}:{logical}", self.cache.prefix());
+        match &self.redis_url {
+            Some(url) => {
+                let mut conn = raw_connection(url).await;
+                let _: () = ::redis::cmd("SET")
+                    .arg(&full)
+                    .arg(b"\x00\xffnot an envelope\x92\x01")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+            }
+            None => {
+                // `Cache::set` writes under version 1: a string where a list is expected.
+                let key = logical.strip_prefix("1:").expect("version 1 key");
+                self.cache.set(key, "not a list", None).await.unwrap();
+            }
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each case.
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Env::memory().await).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Env::redis(stringify!($case)).await).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    a_hit_skips_the_body,
+    arguments_make_distinct_entries,
+    versions_do_not_share_entries,
+    entries_expire_after_their_ttl,
+    errors_are_not_cached,
+    none_is_cached_and_told_apart_from_a_miss,
+    unreadable_bytes_are_a_miss_and_get_overwritten,
+    concurrent_cold_calls_run_the_body_once,
+    methods_leave_self_out_of_the_key,
+    every_codec_round_trips,
+    templates_interpolate_arguments,
+    stats_count_hits_misses_and_fills,
+);
+
+#[cached_query(skip(calls))]
+async fn square(calls: &AtomicUsize, x: u64) -> u64 {
+    calls.fetch_add(1, SeqCst);
+    x * x
+}
+
+async fn a_hit_skips_the_body(env: Env) {
+    let calls = AtomicUsize::new(0);
+    env.run(async {
+        assert_eq!(square(&calls, 3).await, 9);
+        assert_eq!(square(&calls, 3).await, 9);
+        assert_eq!(square(&calls, 3).await, 9);
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 1);
+}
+
+async fn arguments_make_distinct_entries(env: Env) {
+    let calls = AtomicUsize::new(0);
+    env.run(async {
+        for x in [2, 3, 2, 3, 4] {
+            assert_eq!(square(&calls, x).await, x * x);
+        }
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 3);
+}
+
+#[cached_query(key = "shared_name", version = 1, skip(calls))]
+async fn shared_v1(calls: &AtomicUsize) -> String {
+    calls.fetch_add(1, SeqCst);
+    "v1".into()
+}
+
+#[cached_query(key = "shared_name", version = 2, skip(calls))]
+async fn shared_v2(calls: &AtomicUsize) -> String {
+    calls.fetch_add(1, SeqCst);
+    "v2".into()
+}
+
+async fn versions_do_not_share_entries(env: Env) {
+    let calls = AtomicUsize::new(0);
+    env.run(async {
+        assert_eq!(shared_v1(&calls).await, "v1");
+        assert_eq!(shared_v2(&calls).await, "v2", "version 2 must not read version 1's entry");
+        assert_eq!(shared_v1(&calls).await, "v1");
+        assert_eq!(shared_v2(&calls).await, "v2");
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[cached_query(ttl = 1, skip(calls))]
+async fn short_lived(calls: &AtomicUsize) -> u32 {
+    calls.fetch_add(1, SeqCst) as u32
+}
+
+async fn entries_expire_after_their_ttl(env: Env) {
+    let calls = AtomicUsize::new(0);
+    env.run(async {
+        assert_eq!(short_lived(&calls).await, 0);
+        assert_eq!(short_lived(&calls).await, 0, "still fresh");
+        tokio::time::sleep(Duration::from_millis(1300)).await;
+        assert_eq!(short_lived(&calls).await, 1, "expired after 1 s");
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 2);
+}
+
+#[cached_query(skip(calls, fail))]
+async fn fallible(calls: &AtomicUsize, fail: bool) -> Result<u32, String> {
+    calls.fetch_add(1, SeqCst);
+    if fail { Err("database down".into()) } else { Ok(7) }
+}
+
+async fn errors_are_not_cached(env: Env) {
+    let calls = AtomicUsize::new(0);
+    env.run(async {
+        assert_eq!(fallible(&calls, true).await, Err("database down".into()));
+        assert_eq!(fallible(&calls, true).await, Err("database down".into()), "errors are not stored");
+        assert_eq!(fallible(&calls, false).await, Ok(7));
+        assert_eq!(fallible(&calls, true).await, Ok(7), "the Ok value is served");
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 3);
+}
+
+#[cached_query(key = "find:{id}", skip(calls))]
+async fn find(calls: &AtomicUsize, id: u32) -> Option<u32> {
+    calls.fetch_add(1, SeqCst);
+    (id % 2 == 0).then_some(id)
+}
+
+async fn none_is_cached_and_told_apart_from_a_miss(env: Env) {
+    let calls = AtomicUsize::new(0);
+    env.run(async {
+        assert_eq!(find(&calls, 1).await, None);
+        assert_eq!(find(&calls, 1).await, None);
+        assert_eq!(find(&calls, 2).await, Some(2));
+        assert_eq!(find(&calls, 2).await, Some(2));
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 2);
+    let stats = env.cache.stats();
+    assert_eq!((stats.hits, stats.misses), (2, 2), "a cached None is a hit: {stats:?}");
+}
+
+#[cached_query(key = "poisoned", skip(calls))]
+async fn poisoned(calls: &AtomicUsize) -> Vec<u32> {
+    calls.fetch_add(1, SeqCst);
+    vec![1, 2, 3]
+}
+
+async fn unreadable_bytes_are_a_miss_and_get_overwritten(env: Env) {
+    let calls = AtomicUsize::new(0);
+    env.poison("1:poisoned").await;
+    env.run(async {
+        assert_eq!(poisoned(&calls).await, vec![1, 2, 3]);
+        assert_eq!(poisoned(&calls).await, vec![1, 2, 3]);
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 1, "recomputed once, then served from the overwritten entry");
+    assert_eq!(env.cache.stats().decode_errors, 1);
+}
+
+#[cached_query(skip(calls))]
+async fn slow(calls: &AtomicUsize, x: u32) -> u32 {
+    calls.fetch_add(1, SeqCst);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    x + 1
+}
+
+async fn concurrent_cold_calls_run_the_body_once(env: Env) {
+    let calls = AtomicUsize::new(0);
+    let results = env
+        .run(futures::future::join_all((0..100).map(|_| slow(&calls, 41))))
+        .await;
+    assert!(results.iter().all(|&r| r == 42));
+    assert_eq!(calls.load(SeqCst), 1, "100 concurrent misses ran the body once");
+}
+
+struct Repo {
+    calls: AtomicUsize,
+}
+
+impl Repo {
+    #[cached_query(key = "repo_user:{id}")]
+    async fn user(&self, id: u32) -> String {
+        self.calls.fetch_add(1, SeqCst);
+        format!("user {id}")
+    }
+}
+
+async fn methods_leave_self_out_of_the_key(env: Env) {
+    let (a, b) = (Repo { calls: AtomicUsize::new(0) }, Repo { calls: AtomicUsize::new(0) });
+    env.run(async {
+        assert_eq!(a.user(1).await, "user 1");
+        assert_eq!(b.user(1).await, "user 1", "another instance reads the same entry");
+        assert_eq!(a.user(2).await, "user 2");
+    })
+    .await;
+    assert_eq!((a.calls.load(SeqCst), b.calls.load(SeqCst)), (2, 0));
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct Row {
+    id: u32,
+    name: String,
+    tags: Vec<String>,
+}
+
+fn row(id: u32) -> Row {
+    Row { id, name: format!("row:{id}"), tags: vec!["a".into(), "b,c".into()] }
+}
+
+#[cached_query(codec = postcard, skip(calls))]
+async fn by_postcard(calls: &AtomicUsize, id: u32) -> Row {
+    calls.fetch_add(1, SeqCst);
+    row(id)
+}
+
+#[cached_query(codec = bincode, skip(calls))]
+async fn by_bincode(calls: &AtomicUsize, id: u32) -> Row {
+    calls.fetch_add(1, SeqCst);
+    row(id)
+}
+
+#[cached_query(codec = json, skip(calls))]
+async fn by_json(calls: &AtomicUsize, id: u32) -> Row {
+    calls.fetch_add(1, SeqCst);
+    row(id)
+}
+
+#[cached_query(codec = msgpack, skip(calls))]
+async fn by_msgpack(calls: &AtomicUsize, id: u32) -> Row {
+    calls.fetch_add(1, SeqCst);
+    row(id)
+}
+
+async fn every_codec_round_trips(env: Env) {
+    let calls = AtomicUsize::new(0);
+    env.run(async {
+        for _ in 0..2 {
+            assert_eq!(by_postcard(&calls, 1).await, row(1));
+            assert_eq!(by_bincode(&calls, 2).await, row(2));
+            assert_eq!(by_json(&calls, 3).await, row(3));
+            assert_eq!(by_msgpack(&calls, 4).await, row(4));
+        }
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 4, "the second round is all hits");
+}
+
+#[cached_query(key = "label:{name}:{n}", skip(calls))]
+async fn label(calls: &AtomicUsize, n: u8, name: impl AsRef<str> + Serialize + Send) -> String {
+    calls.fetch_add(1, SeqCst);
+    format!("{}-{n}", name.as_ref())
+}
+
+async fn templates_interpolate_arguments(env: Env) {
+    let calls = AtomicUsize::new(0);
+    env.run(async {
+        assert_eq!(label(&calls, 1, "a:b").await, "a:b-1");
+        assert_eq!(label(&calls, 1, String::from("a:b")).await, "a:b-1", "same key for String and &str");
+        assert_eq!(label(&calls, 2, "a").await, "a-2");
+        assert_eq!(label(&calls, 1, "a").await, "a-1");
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 3);
+    if let Some(url) = &env.redis_url {
+        let mut conn = raw_connection(url).await;
+        let key = format!("{}:1:label:a%3Ab:1", env.cache.prefix());
+        let exists: bool = ::redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!(exists, "the stored key is readable: {key}");
+    }
+}
+
+async fn stats_count_hits_misses_and_fills(env: Env) {
+    let calls = AtomicUsize::new(0);
+    env.run(async {
+        square(&calls, 10).await;
+        square(&calls, 10).await;
+        square(&calls, 11).await;
+    })
+    .await;
+    let stats = env.cache.stats();
+    assert_eq!((stats.hits, stats.misses, stats.fills), (1, 2, 2), "{stats:?}");
+    assert_eq!(stats.backend_errors, 0);
+    assert!(stats.bytes_written > 0 && stats.bytes_read > 0, "{stats:?}");
+}

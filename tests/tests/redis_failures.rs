@@ -1,0 +1,106 @@
+//! A dead, late or frozen Redis never fails a cached call and never makes it hang: the
+//! function runs uncached within the operation timeout, and caching resumes by itself.
+
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+use std::time::{Duration, Instant};
+
+use cache_runtime::{Cache, cached_query};
+use cache_tests::RedisServer;
+
+const OP_TIMEOUT: Duration = Duration::from_millis(100);
+/// What one call may take at most while Redis misbehaves: the timeout plus generous slack
+/// for a loaded CI machine (the body itself is instant).
+const CALL_BOUND: Duration = Duration::from_millis(1500);
+
+#[cached_query(skip(calls))]
+async fn double(calls: &AtomicUsize, x: u32) -> u32 {
+    calls.fetch_add(1, SeqCst);
+    x * 2
+}
+
+async fn cache_for(server: &RedisServer) -> Cache {
+    Cache::builder(&server.url())
+        .timeout(OP_TIMEOUT)
+        .circuit_breaker(3, Duration::from_millis(200))
+        .build()
+        .await
+        .expect("a well-formed URL builds even when the server is down")
+}
+
+/// Calls `double(x)` and checks the answer is right and came within the bound.
+async fn timed_call(calls: &AtomicUsize, x: u32) -> Duration {
+    let start = Instant::now();
+    let value = tokio::time::timeout(CALL_BOUND * 2, double(calls, x)).await.expect("call hung");
+    assert_eq!(value, x * 2);
+    let took = start.elapsed();
+    assert!(took < CALL_BOUND, "a call took {took:?} while Redis was unavailable");
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_start_then_up_starts_caching_without_restart() {
+    let server = RedisServer::start();
+    server.kill();
+    let cache = cache_for(&server).await;
+    let calls = AtomicUsize::new(0);
+    cache_runtime::scope(cache.clone(), async {
+        for _ in 0..5 {
+            timed_call(&calls, 1).await;
+        }
+        assert_eq!(calls.load(SeqCst), 5, "no Redis: every call runs the body");
+
+        server.restart();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while cache.stats().fills == 0 {
+            assert!(Instant::now() < deadline, "caching never resumed: {:?}", cache.stats());
+            timed_call(&calls, 1).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let before = calls.load(SeqCst);
+        timed_call(&calls, 1).await;
+        assert_eq!(calls.load(SeqCst), before, "served from Redis once it came up");
+    })
+    .await;
+    assert!(cache.stats().backend_errors > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_redis_answers_correctly_within_the_timeout() {
+    let server = RedisServer::start();
+    let cache = cache_for(&server).await;
+    let calls = AtomicUsize::new(0);
+    cache_runtime::scope(cache.clone(), async {
+        timed_call(&calls, 5).await;
+        timed_call(&calls, 5).await;
+        assert_eq!(calls.load(SeqCst), 1, "cached while Redis is up");
+
+        server.kill();
+        for _ in 0..10 {
+            timed_call(&calls, 5).await;
+        }
+        assert_eq!(calls.load(SeqCst), 11, "every call ran the body once Redis was gone");
+    })
+    .await;
+    let stats = cache.stats();
+    assert!(stats.backend_errors >= 1, "{stats:?}");
+    assert!(stats.skipped >= 1, "the breaker skipped a dead backend: {stats:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frozen_redis_times_out_instead_of_hanging() {
+    let server = RedisServer::start();
+    let cache = cache_for(&server).await;
+    let calls = AtomicUsize::new(0);
+    cache_runtime::scope(cache.clone(), async {
+        timed_call(&calls, 7).await;
+        server.pause();
+        let took = timed_call(&calls, 8).await;
+        assert!(took >= OP_TIMEOUT, "it waited for the timeout ({took:?})");
+        for _ in 0..5 {
+            timed_call(&calls, 9).await;
+        }
+        server.resume();
+    })
+    .await;
+    assert!(cache.stats().backend_errors >= 1);
+}
