@@ -53,5 +53,6 @@ pub mod __private {
     pub use crate::codec::SelectCodec;
     pub use crate::query::{
         Cacheable, Key, QuerySpec, ResultOk, assert_cacheable, cached_result, cached_value,
+        decode_untrusted,
     };
 }

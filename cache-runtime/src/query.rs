@@ -233,6 +233,36 @@ pub(crate) fn decode<T: DeserializeOwned, C: SelectCodec>(cache: &Cache, bytes: 
     C::decode_with(cache.inner.codec, payload).ok()
 }
 
+/// Decodes arbitrary bytes as a stored value with every compiled codec, for the fuzz target
+/// and the decoder property test: it must never panic nor allocate without bound.
+#[doc(hidden)]
+pub fn decode_untrusted(bytes: &[u8]) -> usize {
+    use crate::codec::Codec;
+    type Row = (u64, String, Option<Vec<u8>>, std::collections::BTreeMap<String, f64>, bool);
+    fn try_all<C: Codec>(payload: &[u8]) -> usize {
+        usize::from(C::decode::<Vec<Row>>(payload).is_ok())
+            + usize::from(C::decode::<String>(payload).is_ok())
+            + usize::from(C::decode::<Option<Vec<u32>>>(payload).is_ok())
+    }
+    let Some((_header, payload)) = envelope::read(bytes) else {
+        return 0;
+    };
+    let mut ok = try_all::<crate::codec::MsgPack>(payload);
+    #[cfg(feature = "postcard")]
+    {
+        ok += try_all::<crate::codec::Postcard>(payload);
+    }
+    #[cfg(feature = "bincode")]
+    {
+        ok += try_all::<crate::codec::Bincode>(payload);
+    }
+    #[cfg(feature = "json")]
+    {
+        ok += try_all::<crate::codec::Json>(payload);
+    }
+    ok
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
