@@ -50,7 +50,11 @@ async fn main() -> Result<(), cache_runtime::Error> {
         if cache.stats().hits > hits {
             println!("Cache HIT for active users.");
         }
-        println!("  {} active users in {:.1?}", users.len(), started.elapsed());
+        println!(
+            "  {} active users in {:.1?}",
+            users.len(),
+            started.elapsed()
+        );
     }
     println!("stats: {:?}", cache.stats());
     Ok(())

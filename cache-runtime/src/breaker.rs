@@ -48,7 +48,8 @@ impl Breaker {
         let failures = self.failures.fetch_add(1, Relaxed) + 1;
         if failures >= self.threshold {
             // Open (or re-open after a failed probe); the next probe comes after the cool-down.
-            self.open_until_ms.store(self.now_ms() + self.cool_down.as_millis() as u64, Relaxed);
+            self.open_until_ms
+                .store(self.now_ms() + self.cool_down.as_millis() as u64, Relaxed);
             self.failures.store(self.threshold - 1, Relaxed);
         }
     }

@@ -136,13 +136,18 @@ impl CacheBuilder {
     /// uncached until then).
     pub async fn build(self) -> Result<Cache> {
         if self.timeout.is_zero() {
-            return Err(Error::config("the operation timeout must be greater than zero"));
+            return Err(Error::config(
+                "the operation timeout must be greater than zero",
+            ));
         }
         if self.default_ttl.is_zero() {
             return Err(Error::config("the default TTL must be greater than zero"));
         }
         if self.prefix.contains(char::is_whitespace) {
-            return Err(Error::config(format!("the key prefix {:?} contains whitespace", self.prefix)));
+            return Err(Error::config(format!(
+                "the key prefix {:?} contains whitespace",
+                self.prefix
+            )));
         }
         let backend = match parse_url(&self.url)? {
             Location::Memory => AnyBackend::Memory(MemoryBackend::new(self.memory_max_bytes)),
@@ -184,7 +189,9 @@ fn parse_url(raw: &str) -> Result<Location> {
     match url.scheme() {
         "memory" => {
             if url.host_str().is_some_and(|h| !h.is_empty()) || !matches!(url.path(), "" | "/") {
-                return Err(Error::config("a memory:// URL takes no host or path: use `memory://`"));
+                return Err(Error::config(
+                    "a memory:// URL takes no host or path: use `memory://`",
+                ));
             }
             Ok(Location::Memory)
         }
@@ -195,7 +202,9 @@ fn parse_url(raw: &str) -> Result<Location> {
                 ));
             }
             if url.host_str().is_none_or(str::is_empty) {
-                return Err(Error::config("the Redis URL has no host: use `redis://host:port/db`"));
+                return Err(Error::config(
+                    "the Redis URL has no host: use `redis://host:port/db`",
+                ));
             }
             let db = url.path().trim_start_matches('/');
             if !db.is_empty() && db.parse::<u32>().is_err() {
@@ -220,7 +229,9 @@ fn redis_location(raw: &str) -> Result<Location> {
 
 #[cfg(not(feature = "redis"))]
 fn redis_location(_raw: &str) -> Result<Location> {
-    Err(Error::config("redis:// needs the `redis` feature of cache-runtime"))
+    Err(Error::config(
+        "redis:// needs the `redis` feature of cache-runtime",
+    ))
 }
 
 impl Cache {
@@ -318,7 +329,12 @@ impl Cache {
     /// Writes raw bytes; a failure is logged and counted, never returned.
     pub(crate) async fn write(&self, key: &str, value: Bytes, ttl: Duration, name: &'static str) {
         if value.len() > self.inner.max_value_size {
-            tracing::debug!(key, name, size = value.len(), "cache: value over the size limit, not stored");
+            tracing::debug!(
+                key,
+                name,
+                size = value.len(),
+                "cache: value over the size limit, not stored"
+            );
             return;
         }
         if !self.inner.breaker.allow() {
@@ -370,19 +386,30 @@ impl Cache {
         ttl: Option<Duration>,
     ) -> Result<()> {
         let full = self.full_key(&format!("1:{key}"));
-        let bytes = crate::query::encode::<T, crate::codec::CacheDefault>(self, value, Duration::ZERO)?;
+        let bytes =
+            crate::query::encode::<T, crate::codec::CacheDefault>(self, value, Duration::ZERO)?;
         if bytes.len() > self.inner.max_value_size {
             return Err(Error::new(
                 ErrorKind::TooLarge,
-                format!("value of {} bytes exceeds the maximum of {}", bytes.len(), self.inner.max_value_size),
+                format!(
+                    "value of {} bytes exceeds the maximum of {}",
+                    bytes.len(),
+                    self.inner.max_value_size
+                ),
             ));
         }
-        self.inner.backend.set(&full, bytes, ttl.unwrap_or(self.inner.default_ttl)).await
+        self.inner
+            .backend
+            .set(&full, bytes, ttl.unwrap_or(self.inner.default_ttl))
+            .await
     }
 
     /// Deletes `{prefix}:1:{key}`; true when it existed.
     pub async fn delete(&self, key: &str) -> Result<bool> {
-        self.inner.backend.delete(&self.full_key(&format!("1:{key}"))).await
+        self.inner
+            .backend
+            .delete(&self.full_key(&format!("1:{key}")))
+            .await
     }
 }
 

@@ -65,7 +65,9 @@ impl Codec for MsgPack {
     const ID: u8 = 1;
     fn encode<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<()> {
         let mut ser = rmp_serde::Serializer::new(out).with_struct_map();
-        value.serialize(&mut ser).map_err(|e| codec_error("msgpack encode", e))
+        value
+            .serialize(&mut ser)
+            .map_err(|e| codec_error("msgpack encode", e))
     }
     fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         // Nesting depth is bounded by rmp-serde (1024); lengths are checked against the slice.
@@ -91,7 +93,10 @@ impl Codec for Postcard {
         let (value, rest) =
             postcard::take_from_bytes(bytes).map_err(|e| codec_error("postcard decode", e))?;
         if !rest.is_empty() {
-            return Err(Error::new(ErrorKind::Codec, "postcard decode: trailing bytes"));
+            return Err(Error::new(
+                ErrorKind::Codec,
+                "postcard decode: trailing bytes",
+            ));
         }
         Ok(value)
     }
@@ -121,7 +126,10 @@ impl Codec for Bincode {
         let (value, used) = bincode::serde::decode_from_slice(bytes, config)
             .map_err(|e| codec_error("bincode decode", e))?;
         if used != bytes.len() {
-            return Err(Error::new(ErrorKind::Codec, "bincode decode: trailing bytes"));
+            return Err(Error::new(
+                ErrorKind::Codec,
+                "bincode decode: trailing bytes",
+            ));
         }
         Ok(value)
     }
@@ -169,7 +177,11 @@ pub struct CacheDefault;
 #[doc(hidden)]
 pub trait SelectCodec: 'static {
     fn codec_id(kind: CodecKind) -> u8;
-    fn encode_with<T: Serialize + ?Sized>(kind: CodecKind, value: &T, out: &mut Vec<u8>) -> Result<()>;
+    fn encode_with<T: Serialize + ?Sized>(
+        kind: CodecKind,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<()>;
     fn decode_with<T: DeserializeOwned>(kind: CodecKind, bytes: &[u8]) -> Result<T>;
 }
 
@@ -177,7 +189,11 @@ impl<C: Codec> SelectCodec for C {
     fn codec_id(_: CodecKind) -> u8 {
         C::ID
     }
-    fn encode_with<T: Serialize + ?Sized>(_: CodecKind, value: &T, out: &mut Vec<u8>) -> Result<()> {
+    fn encode_with<T: Serialize + ?Sized>(
+        _: CodecKind,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         C::encode(value, out)
     }
     fn decode_with<T: DeserializeOwned>(_: CodecKind, bytes: &[u8]) -> Result<T> {
@@ -215,7 +231,11 @@ impl SelectCodec for CacheDefault {
     fn codec_id(kind: CodecKind) -> u8 {
         dispatch!(kind, C => <C as Codec>::ID)
     }
-    fn encode_with<T: Serialize + ?Sized>(kind: CodecKind, value: &T, out: &mut Vec<u8>) -> Result<()> {
+    fn encode_with<T: Serialize + ?Sized>(
+        kind: CodecKind,
+        value: &T,
+        out: &mut Vec<u8>,
+    ) -> Result<()> {
         dispatch!(kind, C => <C as Codec>::encode(value, out))
     }
     fn decode_with<T: DeserializeOwned>(kind: CodecKind, bytes: &[u8]) -> Result<T> {
@@ -288,16 +308,34 @@ mod tests {
             json: serde_json::json!({"k": [1, "two", null, {"x": 1.5}]}),
         };
         assert_eq!(round_trip::<MsgPack, _>(&v), v);
-        let v = Fancy { maybe: Some(3), tagged: Tagged::A { x: 1 }, ..v };
+        let v = Fancy {
+            maybe: Some(3),
+            tagged: Tagged::A { x: 1 },
+            ..v
+        };
         assert_eq!(round_trip::<MsgPack, _>(&v), v);
     }
 
     #[test]
     fn msgpack_survives_an_added_default_field() {
         let mut buf = Vec::new();
-        MsgPack::encode(&V1 { id: 1, name: "a".into() }, &mut buf).unwrap();
+        MsgPack::encode(
+            &V1 {
+                id: 1,
+                name: "a".into(),
+            },
+            &mut buf,
+        )
+        .unwrap();
         let v2: V2 = MsgPack::decode(&buf).unwrap();
-        assert_eq!(v2, V2 { id: 1, name: "a".into(), email: None });
+        assert_eq!(
+            v2,
+            V2 {
+                id: 1,
+                name: "a".into(),
+                email: None
+            }
+        );
     }
 
     #[test]
@@ -310,7 +348,10 @@ mod tests {
     #[cfg(feature = "postcard")]
     #[test]
     fn postcard_round_trips_plain_structs() {
-        let v = V1 { id: 9, name: "n".into() };
+        let v = V1 {
+            id: 9,
+            name: "n".into(),
+        };
         assert_eq!(round_trip::<Postcard, _>(&v), v);
         assert!(Postcard::decode::<V1>(b"\x01").is_err());
     }
@@ -318,7 +359,10 @@ mod tests {
     #[cfg(feature = "bincode")]
     #[test]
     fn bincode_round_trips_plain_structs() {
-        let v = V1 { id: 9, name: "n".into() };
+        let v = V1 {
+            id: 9,
+            name: "n".into(),
+        };
         assert_eq!(round_trip::<Bincode, _>(&v), v);
         // A length prefix claiming 2^60 bytes fails instead of allocating.
         assert!(Bincode::decode::<Vec<u8>>(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0x10]).is_err());
@@ -339,9 +383,15 @@ mod tests {
 
     #[test]
     fn cache_default_dispatches_on_the_kind() {
-        assert_eq!(<CacheDefault as SelectCodec>::codec_id(CodecKind::MsgPack), MsgPack::ID);
+        assert_eq!(
+            <CacheDefault as SelectCodec>::codec_id(CodecKind::MsgPack),
+            MsgPack::ID
+        );
         let mut buf = Vec::new();
         CacheDefault::encode_with(CodecKind::MsgPack, &5u32, &mut buf).unwrap();
-        assert_eq!(<CacheDefault as SelectCodec>::decode_with::<u32>(CodecKind::MsgPack, &buf).unwrap(), 5);
+        assert_eq!(
+            <CacheDefault as SelectCodec>::decode_with::<u32>(CodecKind::MsgPack, &buf).unwrap(),
+            5
+        );
     }
 }

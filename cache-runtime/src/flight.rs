@@ -40,9 +40,16 @@ impl Flights {
             return Join::Follower(rx.clone());
         }
         let (tx, rx) = watch::channel(None);
-        let id = self.next_id.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         map.insert(key.to_owned(), (id, rx));
-        Join::Leader(Leader { flights: self, key: key.to_owned(), id, tx })
+        Join::Leader(Leader {
+            flights: self,
+            key: key.to_owned(),
+            id,
+            tx,
+        })
     }
 }
 
@@ -55,7 +62,11 @@ impl Leader<'_> {
 
 impl Drop for Leader<'_> {
     fn drop(&mut self) {
-        let mut map = self.flights.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut map = self
+            .flights
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if map.get(&self.key).is_some_and(|(id, _)| *id == self.id) {
             map.remove(&self.key);
         }
@@ -78,8 +89,12 @@ mod tests {
     #[tokio::test]
     async fn followers_get_the_leaders_value() {
         let flights = Flights::default();
-        let Join::Leader(leader) = flights.join("k") else { panic!("first is leader") };
-        let Join::Follower(slot) = flights.join("k") else { panic!("second follows") };
+        let Join::Leader(leader) = flights.join("k") else {
+            panic!("first is leader")
+        };
+        let Join::Follower(slot) = flights.join("k") else {
+            panic!("second follows")
+        };
         let waiter = tokio::spawn(wait(slot));
         leader.publish(Bytes::from_static(b"v"));
         assert_eq!(waiter.await.unwrap().as_deref(), Some(&b"v"[..]));
@@ -90,7 +105,9 @@ mod tests {
     async fn a_dropped_leader_releases_followers_empty_handed() {
         let flights = Flights::default();
         let leader = flights.join("k");
-        let Join::Follower(slot) = flights.join("k") else { panic!() };
+        let Join::Follower(slot) = flights.join("k") else {
+            panic!()
+        };
         drop(leader);
         assert_eq!(wait(slot).await, None);
     }

@@ -37,7 +37,21 @@ const HASHED_HEAD_LEN: usize = 160;
 fn needs_escape(c: char) -> bool {
     matches!(
         c,
-        '%' | ':' | ',' | '\'' | '~' | '+' | '(' | ')' | '[' | ']' | '{' | '}' | '=' | '#' | '"' | '\\'
+        '%' | ':'
+            | ','
+            | '\''
+            | '~'
+            | '+'
+            | '('
+            | ')'
+            | '['
+            | ']'
+            | '{'
+            | '}'
+            | '='
+            | '#'
+            | '"'
+            | '\\'
     ) || c.is_whitespace()
         || c.is_control()
 }
@@ -141,7 +155,11 @@ impl Seq<'_> {
 impl<'a> ValueEncoder<'a> {
     fn seq(self, open: &str, close: char) -> Seq<'a> {
         self.out.push_str(open);
-        Seq { out: self.out, first: true, close }
+        Seq {
+            out: self.out,
+            first: true,
+            close,
+        }
     }
 }
 

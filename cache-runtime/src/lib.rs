@@ -38,10 +38,12 @@ mod flight;
 pub mod key;
 mod query;
 mod stats;
+#[cfg(feature = "view")]
+pub mod view;
 
 pub use cache::{
-    Cache, CacheBuilder, DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, DEFAULT_TTL,
-    current, install, installed, scope,
+    Cache, CacheBuilder, DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT,
+    DEFAULT_TTL, current, install, installed, scope,
 };
 pub use cache_macros::{cached_query, cached_view};
 pub use error::{Error, ErrorKind, Result};
@@ -55,4 +57,8 @@ pub mod __private {
         Cacheable, Key, QuerySpec, ResultOk, assert_cacheable, cached_result, cached_value,
         decode_untrusted,
     };
+    #[cfg(feature = "axum")]
+    pub use crate::view::cached_view;
+    #[cfg(feature = "view")]
+    pub use crate::view::{ViewRequest, ViewSpec};
 }

@@ -59,7 +59,9 @@ impl Key {
     /// Encodes the call's key arguments (a tuple of references) for `spec`.
     pub fn new<A: Serialize + ?Sized>(spec: &'static QuerySpec, args: &A) -> Key {
         match key::encode_args(args).map(|parts| logical_key(spec, &parts)) {
-            Ok(Some(logical)) => Key { logical: Some(logical) },
+            Ok(Some(logical)) => Key {
+                logical: Some(logical),
+            },
             Ok(None) => Key { logical: None },
             Err(e) => {
                 tracing::warn!(function = spec.function, error = %e, "cache: key not encodable; running uncached");
@@ -81,7 +83,10 @@ fn logical_key(spec: &QuerySpec, parts: &[String]) -> Option<String> {
     match spec.template {
         Some(pieces) => {
             if pieces.len() != parts.len() + 1 {
-                tracing::error!(function = spec.function, "cache: key template does not match its arguments");
+                tracing::error!(
+                    function = spec.function,
+                    "cache: key template does not match its arguments"
+                );
                 return None;
             }
             out.push_str(pieces[0]);
@@ -203,11 +208,15 @@ where
     if let Some(value) = cacheable(&out) {
         match encode::<T, C>(&cache, value, started.elapsed()) {
             Ok(bytes) => {
-                let ttl = spec.ttl.map_or(cache.inner.default_ttl, Duration::from_secs);
+                let ttl = spec
+                    .ttl
+                    .map_or(cache.inner.default_ttl, Duration::from_secs);
                 cache.write(&full, bytes.clone(), ttl, name).await;
                 leader.publish(bytes);
             }
-            Err(e) => tracing::warn!(key = %logical, name, error = %e, "cache: value not encodable; not stored"),
+            Err(e) => {
+                tracing::warn!(key = %logical, name, error = %e, "cache: value not encodable; not stored")
+            }
         }
     }
     out
@@ -225,7 +234,10 @@ pub(crate) fn encode<T: Serialize + ?Sized, C: SelectCodec>(
 }
 
 /// The value in `bytes`, or `None` when they are not an envelope of this codec.
-pub(crate) fn decode<T: DeserializeOwned, C: SelectCodec>(cache: &Cache, bytes: &[u8]) -> Option<T> {
+pub(crate) fn decode<T: DeserializeOwned, C: SelectCodec>(
+    cache: &Cache,
+    bytes: &[u8],
+) -> Option<T> {
     let (header, payload) = envelope::read(bytes)?;
     if header.kind != 0 || header.codec != C::codec_id(cache.inner.codec) {
         return None;
@@ -238,7 +250,13 @@ pub(crate) fn decode<T: DeserializeOwned, C: SelectCodec>(cache: &Cache, bytes: 
 #[doc(hidden)]
 pub fn decode_untrusted(bytes: &[u8]) -> usize {
     use crate::codec::Codec;
-    type Row = (u64, String, Option<Vec<u8>>, std::collections::BTreeMap<String, f64>, bool);
+    type Row = (
+        u64,
+        String,
+        Option<Vec<u8>>,
+        std::collections::BTreeMap<String, f64>,
+        bool,
+    );
     fn try_all<C: Codec>(payload: &[u8]) -> usize {
         usize::from(C::decode::<Vec<Row>>(payload).is_ok())
             + usize::from(C::decode::<String>(payload).is_ok())
@@ -287,13 +305,26 @@ mod tests {
     #[test]
     fn default_key_is_version_function_args() {
         assert_eq!(Key::new(&PLAIN, &()).as_str(), Some("3:app::users::active"));
-        assert_eq!(Key::new(&PLAIN, &(&1u32, &"a:b")).as_str(), Some("3:app::users::active:1,a%3Ab"));
+        assert_eq!(
+            Key::new(&PLAIN, &(&1u32, &"a:b")).as_str(),
+            Some("3:app::users::active:1,a%3Ab")
+        );
     }
 
     #[test]
     fn template_interpolates_in_order() {
-        assert_eq!(Key::new(&TEMPLATED, &(&42u32,)).as_str(), Some("1:user:42:posts"));
-        assert_eq!(Key::new(&TEMPLATED, &(&"x:y",)).as_str(), Some("1:user:x%3Ay:posts"));
-        assert_eq!(Key::new(&TEMPLATED, &(&1u8, &2u8)).as_str(), None, "arity mismatch");
+        assert_eq!(
+            Key::new(&TEMPLATED, &(&42u32,)).as_str(),
+            Some("1:user:42:posts")
+        );
+        assert_eq!(
+            Key::new(&TEMPLATED, &(&"x:y",)).as_str(),
+            Some("1:user:x%3Ay:posts")
+        );
+        assert_eq!(
+            Key::new(&TEMPLATED, &(&1u8, &2u8)).as_str(),
+            None,
+            "arity mismatch"
+        );
     }
 }

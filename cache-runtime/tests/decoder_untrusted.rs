@@ -31,7 +31,11 @@ proptest! {
 fn huge_declared_lengths_do_not_allocate() {
     let mut bytes = header();
     // msgpack array32 / bin32 / str32 claiming 4 GiB of elements.
-    for prefix in [&[0xdd, 0xff, 0xff, 0xff, 0xff][..], &[0xc6, 0xff, 0xff, 0xff, 0xff], &[0xdb, 0xff, 0xff, 0xff, 0xff]] {
+    for prefix in [
+        &[0xdd, 0xff, 0xff, 0xff, 0xff][..],
+        &[0xc6, 0xff, 0xff, 0xff, 0xff],
+        &[0xdb, 0xff, 0xff, 0xff, 0xff],
+    ] {
         bytes.truncate(20);
         bytes.extend_from_slice(prefix);
         assert_eq!(cache_runtime::__private::decode_untrusted(&bytes), 0);

@@ -10,9 +10,30 @@ use serde::Serialize;
 /// Strings built from the characters most likely to confuse an encoder.
 fn tricky() -> impl Strategy<Value = String> {
     let atoms = prop_oneof![
-        Just(""), Just(":"), Just(","), Just("%"), Just("%3A"), Just("'"), Just("~"), Just("+"),
-        Just("["), Just("]"), Just("{"), Just("}"), Just("="), Just("#"), Just("a"), Just("1"),
-        Just("-"), Just("t"), Just(" "), Just("\n"), Just("é"), Just("日本"), Just("()"), Just("x0"),
+        Just(""),
+        Just(":"),
+        Just(","),
+        Just("%"),
+        Just("%3A"),
+        Just("'"),
+        Just("~"),
+        Just("+"),
+        Just("["),
+        Just("]"),
+        Just("{"),
+        Just("}"),
+        Just("="),
+        Just("#"),
+        Just("a"),
+        Just("1"),
+        Just("-"),
+        Just("t"),
+        Just(" "),
+        Just("\n"),
+        Just("é"),
+        Just("日本"),
+        Just("()"),
+        Just("x0"),
     ];
     proptest::collection::vec(atoms, 0..5).prop_map(|parts| parts.concat())
 }
@@ -34,7 +55,8 @@ fn filter() -> impl Strategy<Value = Filter> {
         Just(Filter::All),
         tricky().prop_map(Filter::Name),
         (tricky(), proptest::option::of(tricky())).prop_map(|(a, b)| Filter::Pair(a, b)),
-        (tricky(), proptest::option::of(any::<u32>())).prop_map(|(text, page)| Filter::Q { text, page }),
+        (tricky(), proptest::option::of(any::<u32>()))
+            .prop_map(|(text, page)| Filter::Q { text, page }),
     ]
 }
 

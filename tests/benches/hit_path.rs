@@ -26,7 +26,12 @@ struct User {
 fn users() -> Vec<User> {
     (1..=1000)
         .filter(|id| id % 10 < 7)
-        .map(|id| User { id, name: format!("user{id}"), email: format!("user{id}@example.com"), is_active: true })
+        .map(|id| User {
+            id,
+            name: format!("user{id}"),
+            email: format!("user{id}@example.com"),
+            is_active: true,
+        })
         .collect()
 }
 
@@ -49,7 +54,11 @@ async fn users_json() -> Vec<User> {
 
 /// Hand-written hit path: `GET` the raw codec payload and decode it.
 async fn hand_get<C: Codec>(conn: &ConnectionManager, key: &str) -> Vec<User> {
-    let bytes: Vec<u8> = redis::cmd("GET").arg(key).query_async(&mut conn.clone()).await.unwrap();
+    let bytes: Vec<u8> = redis::cmd("GET")
+        .arg(key)
+        .query_async(&mut conn.clone())
+        .await
+        .unwrap();
     C::decode(&bytes).unwrap()
 }
 
@@ -80,11 +89,25 @@ macro_rules! codec_benches {
 
 fn benches(c: &mut Criterion, rt: &tokio::runtime::Runtime, redis_url: &str) {
     for backend in ["memory", "redis"] {
-        let url = if backend == "memory" { "memory://" } else { redis_url };
-        let cache = rt.block_on(Cache::builder(url).prefix("bench").timeout(Duration::from_secs(1)).build()).unwrap();
+        let url = if backend == "memory" {
+            "memory://"
+        } else {
+            redis_url
+        };
+        let cache = rt
+            .block_on(
+                Cache::builder(url)
+                    .prefix("bench")
+                    .timeout(Duration::from_secs(1))
+                    .build(),
+            )
+            .unwrap();
         cache_runtime::install(cache);
         let conn = (backend == "redis").then(|| {
-            rt.block_on(ConnectionManager::new(redis::Client::open(redis_url).unwrap())).unwrap()
+            rt.block_on(ConnectionManager::new(
+                redis::Client::open(redis_url).unwrap(),
+            ))
+            .unwrap()
         });
         let conn = conn.as_ref();
         codec_benches!(c, rt, backend, conn,
@@ -99,33 +122,55 @@ fn benches(c: &mut Criterion, rt: &tokio::runtime::Runtime, redis_url: &str) {
 /// Time per iteration of a finished benchmark, from criterion's saved estimates (the slope
 /// of its linear fit, which is what criterion prints, else the mean).
 fn mean_ns(id: &str) -> Option<f64> {
-    let dir = std::env::var("CARGO_TARGET_DIR").unwrap_or_else(|_| {
-        format!("{}/../target", env!("CARGO_MANIFEST_DIR"))
-    });
-    let path = format!("{dir}/criterion/{}/new/estimates.json", id.replace('/', "_"));
+    let dir = std::env::var("CARGO_TARGET_DIR")
+        .unwrap_or_else(|_| format!("{}/../target", env!("CARGO_MANIFEST_DIR")));
+    let path = format!(
+        "{dir}/criterion/{}/new/estimates.json",
+        id.replace('/', "_")
+    );
     let text = std::fs::read_to_string(path).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    json["slope"]["point_estimate"].as_f64().or_else(|| json["mean"]["point_estimate"].as_f64())
+    json["slope"]["point_estimate"]
+        .as_f64()
+        .or_else(|| json["mean"]["point_estimate"].as_f64())
 }
 
 fn print_ratios() {
-    println!("\n{:<10} {:>14} {:>14} {:>14} {:>10}", "codec", "memory macro", "redis macro", "redis hand", "macro/hand");
+    println!(
+        "\n{:<10} {:>14} {:>14} {:>14} {:>10}",
+        "codec", "memory macro", "redis macro", "redis hand", "macro/hand"
+    );
     for codec in ["msgpack", "postcard", "bincode", "json"] {
         let get = |b: &str, p: &str| mean_ns(&format!("hit_path/{b}/{p}/{codec}"));
-        let (Some(mem), Some(mac), Some(hand)) = (get("memory", "macro"), get("redis", "macro"), get("redis", "hand")) else {
+        let (Some(mem), Some(mac), Some(hand)) = (
+            get("memory", "macro"),
+            get("redis", "macro"),
+            get("redis", "hand"),
+        ) else {
             continue;
         };
         println!(
             "{codec:<10} {:>11.1} µs {:>11.1} µs {:>11.1} µs {:>10.3}",
-            mem / 1e3, mac / 1e3, hand / 1e3, mac / hand
+            mem / 1e3,
+            mac / 1e3,
+            hand / 1e3,
+            mac / hand
         );
     }
 }
 
 fn main() {
-    let server = std::env::var(cache_tests::REDIS_URL_ENV).is_err().then(cache_tests::RedisServer::start);
-    let redis_url = server.as_ref().map(|s| s.url()).unwrap_or_else(cache_tests::redis_server_url);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let server = std::env::var(cache_tests::REDIS_URL_ENV)
+        .is_err()
+        .then(cache_tests::RedisServer::start);
+    let redis_url = server
+        .as_ref()
+        .map(|s| s.url())
+        .unwrap_or_else(cache_tests::redis_server_url);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let mut c = Criterion::default()
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(3))

@@ -17,13 +17,23 @@ struct Env {
 
 impl Env {
     async fn memory() -> Env {
-        Env { cache: Cache::from_url("memory://").await.unwrap(), redis_url: None }
+        Env {
+            cache: Cache::from_url("memory://").await.unwrap(),
+            redis_url: None,
+        }
     }
 
     async fn redis(test: &str) -> Env {
         let url = redis_server_url();
-        let cache = Cache::builder(&url).prefix(unique_prefix(test)).build().await.unwrap();
-        Env { cache, redis_url: Some(url) }
+        let cache = Cache::builder(&url)
+            .prefix(unique_prefix(test))
+            .build()
+            .await
+            .unwrap();
+        Env {
+            cache,
+            redis_url: Some(url),
+        }
     }
 
     /// Runs `f` with this env's cache as the task's default.
@@ -135,7 +145,11 @@ async fn versions_do_not_share_entries(env: Env) {
     let calls = AtomicUsize::new(0);
     env.run(async {
         assert_eq!(shared_v1(&calls).await, "v1");
-        assert_eq!(shared_v2(&calls).await, "v2", "version 2 must not read version 1's entry");
+        assert_eq!(
+            shared_v2(&calls).await,
+            "v2",
+            "version 2 must not read version 1's entry"
+        );
         assert_eq!(shared_v1(&calls).await, "v1");
         assert_eq!(shared_v2(&calls).await, "v2");
     })
@@ -163,16 +177,28 @@ async fn entries_expire_after_their_ttl(env: Env) {
 #[cached_query(skip(calls, fail))]
 async fn fallible(calls: &AtomicUsize, fail: bool) -> Result<u32, String> {
     calls.fetch_add(1, SeqCst);
-    if fail { Err("database down".into()) } else { Ok(7) }
+    if fail {
+        Err("database down".into())
+    } else {
+        Ok(7)
+    }
 }
 
 async fn errors_are_not_cached(env: Env) {
     let calls = AtomicUsize::new(0);
     env.run(async {
         assert_eq!(fallible(&calls, true).await, Err("database down".into()));
-        assert_eq!(fallible(&calls, true).await, Err("database down".into()), "errors are not stored");
+        assert_eq!(
+            fallible(&calls, true).await,
+            Err("database down".into()),
+            "errors are not stored"
+        );
         assert_eq!(fallible(&calls, false).await, Ok(7));
-        assert_eq!(fallible(&calls, true).await, Ok(7), "the Ok value is served");
+        assert_eq!(
+            fallible(&calls, true).await,
+            Ok(7),
+            "the Ok value is served"
+        );
     })
     .await;
     assert_eq!(calls.load(SeqCst), 3);
@@ -181,7 +207,7 @@ async fn errors_are_not_cached(env: Env) {
 #[cached_query(key = "find:{id}", skip(calls))]
 async fn find(calls: &AtomicUsize, id: u32) -> Option<u32> {
     calls.fetch_add(1, SeqCst);
-    (id % 2 == 0).then_some(id)
+    id.is_multiple_of(2).then_some(id)
 }
 
 async fn none_is_cached_and_told_apart_from_a_miss(env: Env) {
@@ -195,7 +221,11 @@ async fn none_is_cached_and_told_apart_from_a_miss(env: Env) {
     .await;
     assert_eq!(calls.load(SeqCst), 2);
     let stats = env.cache.stats();
-    assert_eq!((stats.hits, stats.misses), (2, 2), "a cached None is a hit: {stats:?}");
+    assert_eq!(
+        (stats.hits, stats.misses),
+        (2, 2),
+        "a cached None is a hit: {stats:?}"
+    );
 }
 
 #[cached_query(key = "poisoned", skip(calls))]
@@ -212,7 +242,11 @@ async fn unreadable_bytes_are_a_miss_and_get_overwritten(env: Env) {
         assert_eq!(poisoned(&calls).await, vec![1, 2, 3]);
     })
     .await;
-    assert_eq!(calls.load(SeqCst), 1, "recomputed once, then served from the overwritten entry");
+    assert_eq!(
+        calls.load(SeqCst),
+        1,
+        "recomputed once, then served from the overwritten entry"
+    );
     assert_eq!(env.cache.stats().decode_errors, 1);
 }
 
@@ -226,10 +260,16 @@ async fn slow(calls: &AtomicUsize, x: u32) -> u32 {
 async fn concurrent_cold_calls_run_the_body_once(env: Env) {
     let calls = AtomicUsize::new(0);
     let results = env
-        .run(futures::future::join_all((0..100).map(|_| slow(&calls, 41))))
+        .run(futures::future::join_all(
+            (0..100).map(|_| slow(&calls, 41)),
+        ))
         .await;
     assert!(results.iter().all(|&r| r == 42));
-    assert_eq!(calls.load(SeqCst), 1, "100 concurrent misses ran the body once");
+    assert_eq!(
+        calls.load(SeqCst),
+        1,
+        "100 concurrent misses ran the body once"
+    );
 }
 
 struct Repo {
@@ -245,10 +285,21 @@ impl Repo {
 }
 
 async fn methods_leave_self_out_of_the_key(env: Env) {
-    let (a, b) = (Repo { calls: AtomicUsize::new(0) }, Repo { calls: AtomicUsize::new(0) });
+    let (a, b) = (
+        Repo {
+            calls: AtomicUsize::new(0),
+        },
+        Repo {
+            calls: AtomicUsize::new(0),
+        },
+    );
     env.run(async {
         assert_eq!(a.user(1).await, "user 1");
-        assert_eq!(b.user(1).await, "user 1", "another instance reads the same entry");
+        assert_eq!(
+            b.user(1).await,
+            "user 1",
+            "another instance reads the same entry"
+        );
         assert_eq!(a.user(2).await, "user 2");
     })
     .await;
@@ -263,7 +314,11 @@ struct Row {
 }
 
 fn row(id: u32) -> Row {
-    Row { id, name: format!("row:{id}"), tags: vec!["a".into(), "b,c".into()] }
+    Row {
+        id,
+        name: format!("row:{id}"),
+        tags: vec!["a".into(), "b,c".into()],
+    }
 }
 
 #[cached_query(codec = postcard, skip(calls))]
@@ -314,7 +369,11 @@ async fn templates_interpolate_arguments(env: Env) {
     let calls = AtomicUsize::new(0);
     env.run(async {
         assert_eq!(label(&calls, 1, "a:b").await, "a:b-1");
-        assert_eq!(label(&calls, 1, String::from("a:b")).await, "a:b-1", "same key for String and &str");
+        assert_eq!(
+            label(&calls, 1, String::from("a:b")).await,
+            "a:b-1",
+            "same key for String and &str"
+        );
         assert_eq!(label(&calls, 2, "a").await, "a-2");
         assert_eq!(label(&calls, 1, "a").await, "a-1");
     })
@@ -323,7 +382,11 @@ async fn templates_interpolate_arguments(env: Env) {
     if let Some(url) = &env.redis_url {
         let mut conn = raw_connection(url).await;
         let key = format!("{}:1:label:a%3Ab:1", env.cache.prefix());
-        let exists: bool = ::redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+        let exists: bool = ::redis::cmd("EXISTS")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
         assert!(exists, "the stored key is readable: {key}");
     }
 }
@@ -337,7 +400,11 @@ async fn stats_count_hits_misses_and_fills(env: Env) {
     })
     .await;
     let stats = env.cache.stats();
-    assert_eq!((stats.hits, stats.misses, stats.fills), (1, 2, 2), "{stats:?}");
+    assert_eq!(
+        (stats.hits, stats.misses, stats.fills),
+        (1, 2, 2),
+        "{stats:?}"
+    );
     assert_eq!(stats.backend_errors, 0);
     assert!(stats.bytes_written > 0 && stats.bytes_read > 0, "{stats:?}");
 }

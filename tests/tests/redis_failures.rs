@@ -30,10 +30,15 @@ async fn cache_for(server: &RedisServer) -> Cache {
 /// Calls `double(x)` and checks the answer is right and came within the bound.
 async fn timed_call(calls: &AtomicUsize, x: u32) -> Duration {
     let start = Instant::now();
-    let value = tokio::time::timeout(CALL_BOUND * 2, double(calls, x)).await.expect("call hung");
+    let value = tokio::time::timeout(CALL_BOUND * 2, double(calls, x))
+        .await
+        .expect("call hung");
     assert_eq!(value, x * 2);
     let took = start.elapsed();
-    assert!(took < CALL_BOUND, "a call took {took:?} while Redis was unavailable");
+    assert!(
+        took < CALL_BOUND,
+        "a call took {took:?} while Redis was unavailable"
+    );
     took
 }
 
@@ -52,13 +57,21 @@ async fn redis_down_at_start_then_up_starts_caching_without_restart() {
         server.restart();
         let deadline = Instant::now() + Duration::from_secs(15);
         while cache.stats().fills == 0 {
-            assert!(Instant::now() < deadline, "caching never resumed: {:?}", cache.stats());
+            assert!(
+                Instant::now() < deadline,
+                "caching never resumed: {:?}",
+                cache.stats()
+            );
             timed_call(&calls, 1).await;
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let before = calls.load(SeqCst);
         timed_call(&calls, 1).await;
-        assert_eq!(calls.load(SeqCst), before, "served from Redis once it came up");
+        assert_eq!(
+            calls.load(SeqCst),
+            before,
+            "served from Redis once it came up"
+        );
     })
     .await;
     assert!(cache.stats().backend_errors > 0);
@@ -78,12 +91,19 @@ async fn killed_redis_answers_correctly_within_the_timeout() {
         for _ in 0..10 {
             timed_call(&calls, 5).await;
         }
-        assert_eq!(calls.load(SeqCst), 11, "every call ran the body once Redis was gone");
+        assert_eq!(
+            calls.load(SeqCst),
+            11,
+            "every call ran the body once Redis was gone"
+        );
     })
     .await;
     let stats = cache.stats();
     assert!(stats.backend_errors >= 1, "{stats:?}");
-    assert!(stats.skipped >= 1, "the breaker skipped a dead backend: {stats:?}");
+    assert!(
+        stats.skipped >= 1,
+        "the breaker skipped a dead backend: {stats:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,12 @@ pub trait Backend: Send + Sync + 'static {
     /// The stored bytes, or `None` when absent or expired. A hit is one round trip.
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>>> + Send;
     /// Stores `value` under `key` for `ttl`.
-    fn set(&self, key: &str, value: Bytes, ttl: Duration) -> impl Future<Output = Result<()>> + Send;
+    fn set(
+        &self,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<()>> + Send;
     /// Removes `key`; true when it existed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
 }

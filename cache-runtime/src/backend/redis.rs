@@ -26,8 +26,9 @@ impl RedisBackend {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client, config)
-            .map_err(|e| Error::with_source(ErrorKind::Config, "cannot set up the Redis connection", e))?;
+        let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+            Error::with_source(ErrorKind::Config, "cannot set up the Redis connection", e)
+        })?;
         Ok(RedisBackend { conn, timeout })
     }
 
@@ -50,15 +51,19 @@ impl RedisBackend {
 
     /// Sends a `PING` (used to warm the connection up front).
     pub async fn ping(&self) -> Result<()> {
-        self.run("PING", |mut c| async move { redis::cmd("PING").query_async::<()>(&mut c).await })
-            .await
+        self.run("PING", |mut c| async move {
+            redis::cmd("PING").query_async::<()>(&mut c).await
+        })
+        .await
     }
 }
 
 impl Backend for RedisBackend {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let value: Option<Vec<u8>> = self
-            .run("GET", |mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
+            .run("GET", |mut c| async move {
+                redis::cmd("GET").arg(key).query_async(&mut c).await
+            })
             .await?;
         Ok(value.map(Bytes::from))
     }
@@ -66,14 +71,22 @@ impl Backend for RedisBackend {
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
         let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
         self.run("SET", |mut c| async move {
-            redis::cmd("SET").arg(key).arg(&value[..]).arg("PX").arg(ms).query_async::<()>(&mut c).await
+            redis::cmd("SET")
+                .arg(key)
+                .arg(&value[..])
+                .arg("PX")
+                .arg(ms)
+                .query_async::<()>(&mut c)
+                .await
         })
         .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
         let n: u64 = self
-            .run("UNLINK", |mut c| async move { redis::cmd("UNLINK").arg(key).query_async(&mut c).await })
+            .run("UNLINK", |mut c| async move {
+                redis::cmd("UNLINK").arg(key).query_async(&mut c).await
+            })
             .await?;
         Ok(n > 0)
     }

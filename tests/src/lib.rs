@@ -1,0 +1,91 @@
+//! Test harness for the caching toolkit's integration tests and benchmarks.
+//!
+//! Tests run against **real** `redis-server` processes, never mocks:
+//!
+//! - [`redis_server_url`] gives the one Redis shared by every test of a test binary (or the
+//!   server named by `CACHE_TEST_REDIS_URL`). Tests sharing it isolate their keys with
+//!   [`unique_prefix`].
+//! - [`RedisServer::start`] gives a test its own server, which it may [`kill`](RedisServer::kill),
+//!   [`restart`](RedisServer::restart), [`pause`](RedisServer::pause) and
+//!   [`resume`](RedisServer::resume) to exercise failure handling.
+//! - [`raw_connection`] opens a plain `redis` crate connection for tests that poke Redis
+//!   directly (read a raw value, delete a generation counter, ...).
+//!
+//! No `redis-server` on `PATH` is a panic with install instructions, never a silent skip.
+//! The servers this harness starts die with the test process, however it ends.
+//!
+//! # Servers never outlive the tests
+//!
+//! Every server is started through a small `/bin/sh` supervisor whose
+//! standard input is a pipe, the *lifeline*, whose only write end is held by this process
+//! (Rust opens it close-on-exec, so no other child inherits it). The supervisor starts
+//! `redis-server` in the background, and a watchdog subshell blocks reading the lifeline. The
+//! read returns end-of-file exactly when the write end closes, which happens when
+//!
+//! - the harness stops the server ([`RedisServer::kill`], `Drop`), or
+//! - the test process ends in *any* way: normal exit (statics such as the shared server are
+//!   never dropped), panic, `abort`, a timeout's `SIGKILL`, Ctrl-C. The kernel closes the
+//!   dead process's descriptors, so no code of ours has to run.
+//!
+//! The watchdog then `SIGKILL`s redis-server (which works even on a `SIGSTOP`ped one), the
+//! supervisor reaps it and removes the server's temporary directory.
+//!
+//! Alternatives rejected: an `atexit` hook does not run on `SIGKILL`, `abort` or a signal;
+//! `PR_SET_PDEATHSIG` is Linux-only, needs `unsafe` `pre_exec`, and fires when the *thread*
+//! that spawned the child exits (libtest runs each test on its own thread, so the shared server
+//! would die with the first test that happened to start it); polling `kill -0 $PPID` lags by
+//! the poll interval and can be fooled by pid reuse. Pipe end-of-file is immediate, exact and
+//! portable to every Unix.
+//!
+//! A server's directory survives only when a signal to the whole process group (Ctrl-C,
+//! `timeout`) killed redis-server before the lifeline closed; the first server a later test
+//! process starts removes the directories of test processes that are gone.
+
+mod redis_server;
+
+pub use redis_server::{
+    MISSING_REDIS_SERVER, REDIS_URL_ENV, RedisServer, locate_redis_server, redis_server_url,
+};
+
+use std::hash::{BuildHasher, RandomState};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// A key prefix unique to one test: `{name}:{pid}-{nonce}:{counter}`.
+///
+/// The process id and a per-process random nonce keep concurrent and successive test runs
+/// apart (a pid alone is reused across runs, which matters against a long-lived server named
+/// by `CACHE_TEST_REDIS_URL` still holding keys with a TTL); the counter keeps the tests of one
+/// process apart, even when one test asks twice.
+pub fn unique_prefix(name: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    static NONCE: OnceLock<u32> = OnceLock::new();
+    let nonce = *NONCE.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        // RandomState is seeded from the OS's randomness once per process.
+        RandomState::new().hash_one(nanos) as u32
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{name}:{}-{nonce:08x}:{n}", std::process::id())
+}
+
+/// A multiplexed connection to `url`, for tests that talk to Redis directly.
+///
+/// Its timeouts are generous (connect 2 s, response 5 s) so that a loaded CI machine does not
+/// make tests flaky; a test that expects a timeout wraps its call in `tokio::time::timeout`.
+/// Panics (with the URL) if the server cannot be reached.
+pub async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
+    let client =
+        redis::Client::open(url).unwrap_or_else(|e| panic!("invalid Redis URL {url:?}: {e}"));
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(2)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to Redis at {url}: {e}"))
+}
