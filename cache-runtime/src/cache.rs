@@ -404,6 +404,32 @@ impl Cache {
             .await
     }
 
+    /// Deletes every entry under this cache's prefix (`SCAN` + `UNLINK` in batches on Redis,
+    /// never `KEYS` or `FLUSHDB`; other prefixes and other programs' keys are untouched).
+    /// Returns how many entries were removed.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = cache_runtime::Cache::builder("memory://").prefix("app").build().await?;
+    /// cache.set("a", &1, None).await?;
+    /// cache.set("b", &2, None).await?;
+    /// assert_eq!(cache.clear().await?, 2);
+    /// assert_eq!(cache.get::<i32>("a").await?, None);
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub async fn clear(&self) -> Result<u64> {
+        self.inner.backend.delete_prefix(&self.full_key("")).await
+    }
+
+    /// Deletes every entry whose logical key (`{version}:{name}...`) starts with `logical_prefix`.
+    pub(crate) async fn delete_logical_prefix(&self, logical_prefix: &str) -> Result<u64> {
+        self.inner
+            .backend
+            .delete_prefix(&self.full_key(logical_prefix))
+            .await
+    }
+
     /// Deletes `{prefix}:1:{key}`; true when it existed.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         self.inner

@@ -265,6 +265,10 @@ pub fn decode_untrusted(bytes: &[u8]) -> usize {
     let Some((_header, payload)) = envelope::read(bytes) else {
         return 0;
     };
+    #[cfg_attr(
+        not(any(feature = "postcard", feature = "bincode", feature = "json")),
+        allow(unused_mut)
+    )]
     let mut ok = try_all::<crate::codec::MsgPack>(payload);
     #[cfg(feature = "postcard")]
     {

@@ -99,6 +99,7 @@ on_both_backends!(
     every_codec_round_trips,
     templates_interpolate_arguments,
     stats_count_hits_misses_and_fills,
+    clear_removes_this_prefix_only,
 );
 
 #[cached_query(skip(calls))]
@@ -407,4 +408,39 @@ async fn stats_count_hits_misses_and_fills(env: Env) {
     );
     assert_eq!(stats.backend_errors, 0);
     assert!(stats.bytes_written > 0 && stats.bytes_read > 0, "{stats:?}");
+}
+
+async fn clear_removes_this_prefix_only(env: Env) {
+    let calls = AtomicUsize::new(0);
+    let foreign = format!("other-{}:1:keep", env.cache.prefix());
+    if let Some(url) = &env.redis_url {
+        let mut conn = raw_connection(url).await;
+        let _: () = ::redis::cmd("SET")
+            .arg(&foreign)
+            .arg("x")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+    }
+    env.run(async {
+        square(&calls, 5).await;
+        square(&calls, 6).await;
+    })
+    .await;
+    assert_eq!(env.cache.clear().await.unwrap(), 2);
+    env.run(square(&calls, 5)).await;
+    assert_eq!(calls.load(SeqCst), 3, "cleared entries are misses");
+    if let Some(url) = &env.redis_url {
+        let mut conn = raw_connection(url).await;
+        let kept: Option<String> = ::redis::cmd("GET")
+            .arg(&foreign)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(
+            kept.as_deref(),
+            Some("x"),
+            "keys outside the prefix survive"
+        );
+    }
 }

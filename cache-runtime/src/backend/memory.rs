@@ -64,4 +64,17 @@ impl Backend for MemoryBackend {
     async fn delete(&self, key: &str) -> Result<bool> {
         Ok(self.entries.remove(key).is_some())
     }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        let keys: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        let mut removed = 0;
+        for key in keys {
+            removed += u64::from(self.entries.remove(key.as_str()).is_some());
+        }
+        Ok(removed)
+    }
 }

@@ -27,6 +27,9 @@ pub trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Removes `key`; true when it existed.
     fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send;
+    /// Removes every key starting with `prefix` (Redis: `SCAN` + `UNLINK` in batches, never
+    /// `KEYS`); returns how many were removed.
+    fn delete_prefix(&self, prefix: &str) -> impl Future<Output = Result<u64>> + Send;
 }
 
 /// The backends a [`Cache`](crate::Cache) can run on, dispatched without boxing.
@@ -65,5 +68,8 @@ impl Backend for AnyBackend {
     }
     async fn delete(&self, key: &str) -> Result<bool> {
         dispatch!(self, b => b.delete(key).await)
+    }
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        dispatch!(self, b => b.delete_prefix(prefix).await)
     }
 }

@@ -58,6 +58,19 @@ impl RedisBackend {
     }
 }
 
+/// Escapes glob characters so a key prefix matches only itself in `SCAN MATCH`.
+fn glob_escape(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('*');
+    out
+}
+
 impl Backend for RedisBackend {
     async fn get(&self, key: &str) -> Result<Option<Bytes>> {
         let value: Option<Vec<u8>> = self
@@ -89,5 +102,49 @@ impl Backend for RedisBackend {
             })
             .await?;
         Ok(n > 0)
+    }
+
+    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
+        let pattern = glob_escape(prefix);
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let pattern = &pattern;
+            let (next, keys): (u64, Vec<Vec<u8>>) = self
+                .run("SCAN", |mut c| async move {
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(pattern)
+                        .arg("COUNT")
+                        .arg(500)
+                        .query_async(&mut c)
+                        .await
+                })
+                .await?;
+            if !keys.is_empty() {
+                let n: u64 = self
+                    .run("UNLINK", |mut c| async move {
+                        redis::cmd("UNLINK").arg(&keys).query_async(&mut c).await
+                    })
+                    .await?;
+                removed += n;
+            }
+            if next == 0 {
+                return Ok(removed);
+            }
+            cursor = next;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(
+            super::glob_escape("app:1:a*b?[c]"),
+            "app:1:a\\*b\\?\\[c\\]*"
+        );
     }
 }
