@@ -6,7 +6,7 @@
 //! 2       1     format version (1)
 //! 3       1     codec id
 //! 4       1     flags (reserved, must be 0)
-//! 5       1     kind (0 = query value)
+//! 5       1     kind (0 = query value, 1 = view response)
 //! 6       8     fill time, Unix milliseconds, little endian
 //! 14      4     compute cost of the fill, microseconds (saturating)
 //! 18      2     dependency count N

@@ -91,7 +91,9 @@ proptest! {
         y in (filter(), proptest::collection::btree_map(tricky(), any::<i64>(), 0..3), any::<f64>()),
     ) {
         let same = x.0 == y.0 && x.1 == y.1 && x.2.to_bits() == y.2.to_bits();
-        prop_assume!(!same && !(x.2.is_nan() && y.2.is_nan()));
+        prop_assume!(!same);
+        // NaN payloads all encode as `NaN`: a cache key cannot tell them apart, nor needs to.
+        prop_assume!(!(x.2.is_nan() && y.2.is_nan()));
         let kx = key(&(&x.0, &x.1, &x.2));
         let ky = key(&(&y.0, &y.1, &y.2));
         prop_assert_ne!(kx, ky);

@@ -1,0 +1,260 @@
+//! What the view core needs from a request, and the key it is cached under.
+
+use std::fmt::Write as _;
+
+use http::{Extensions, HeaderMap, Method, Uri, header};
+
+use crate::key;
+
+/// The parts of a request the view cache reads: method, URI, headers.
+///
+/// The axum adapter extracts it (`FromRequestParts`) as the first argument the
+/// `#[cached_view]` expansion adds to a handler; the URI is the one the client sent, also
+/// inside nested routers (axum's `OriginalUri`).
+///
+/// ```
+/// use cache_runtime::__private::ViewRequest;
+///
+/// let request = ViewRequest::new(
+///     http::Method::GET,
+///     "/users?page=2".parse().unwrap(),
+///     http::HeaderMap::new(),
+/// );
+/// assert_eq!(request.uri().query(), Some("page=2"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct ViewRequest {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+}
+
+impl ViewRequest {
+    /// A request with this method, URI (origin-form `/path?query` or absolute) and headers.
+    pub fn new(method: Method, uri: Uri, headers: HeaderMap) -> ViewRequest {
+        ViewRequest {
+            method,
+            uri,
+            headers,
+        }
+    }
+
+    /// Copies what the cache needs out of a request's head, preferring axum's
+    /// `OriginalUri` (set by routers, kept through `nest`) over the possibly stripped URI.
+    pub(crate) fn from_head(
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        extensions: &Extensions,
+    ) -> ViewRequest {
+        #[cfg(feature = "axum")]
+        let uri = extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or(uri, |original| &original.0);
+        #[cfg(not(feature = "axum"))]
+        let _ = extensions;
+        ViewRequest::new(method.clone(), uri.clone(), headers.clone())
+    }
+
+    /// The request method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The request URI.
+    pub fn uri(&self) -> &Uri {
+        &self.uri
+    }
+
+    /// The request headers.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+}
+
+/// The logical key of a GET (or HEAD) request, before the cache's prefix:
+///
+/// `{version}:view:{name}:GET:{scheme}://{host}{path}[?{query}]` then `|{header}={values}`
+/// for each `vary` header in order, bounded by [`key::bound`].
+///
+/// It is injective (different requests never share a key unless they differ only in
+/// headers outside `vary`):
+/// - the scheme is a URI scheme (no `:`), the host has `%`, `/`, `|`, spaces, controls and
+///   non-ASCII bytes percent-escaped, so the path starts at the first `/`;
+/// - the path and query have `%`, `|`, spaces, controls and non-ASCII bytes escaped, so the
+///   first `|` starts the vary part;
+/// - names come from the (fixed) `vary` list, and each value is written by
+///   [`key::encode_value`], which escapes `=` and `,`: a value cannot contain `|{name}=`.
+///   Repeated header lines are joined with `,`; an absent header is `~`, an empty one `''`;
+///   a value that is not UTF-8 is `#` and its bytes in hex (`#` is escaped in strings).
+///
+/// `None` when the URI has no absolute path (`*`, authority-form): not cacheable.
+pub(crate) fn logical_key<V: AsRef<str>>(
+    version: u64,
+    name: &str,
+    request: &ViewRequest,
+    vary: &[V],
+) -> Option<String> {
+    let uri = &request.uri;
+    let path = uri.path();
+    if !path.starts_with('/') {
+        return None;
+    }
+    let host = match request.headers.get(header::HOST) {
+        Some(host) => host.as_bytes(),
+        None => uri.authority().map_or(&b""[..], |a| a.as_str().as_bytes()),
+    };
+    let mut out = String::with_capacity(64 + name.len() + host.len() + path.len());
+    let _ = write!(out, "{version}:view:{name}:GET:");
+    out.push_str(uri.scheme_str().unwrap_or("http"));
+    out.push_str("://");
+    escape(&mut out, host, true);
+    escape(&mut out, path.as_bytes(), false);
+    if let Some(query) = uri.query() {
+        out.push('?');
+        escape(&mut out, query.as_bytes(), false);
+    }
+    for name in vary {
+        let name = name.as_ref();
+        out.push('|');
+        out.push_str(&name.to_ascii_lowercase());
+        out.push('=');
+        let mut values = request.headers.get_all(name).iter().peekable();
+        if values.peek().is_none() {
+            out.push('~');
+        }
+        for (i, value) in values.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) => {
+                    let _ = key::encode_value(text, &mut out);
+                }
+                Err(_) => {
+                    out.push('#');
+                    for b in value.as_bytes() {
+                        let _ = write!(out, "{b:02x}");
+                    }
+                }
+            }
+        }
+    }
+    Some(key::bound(out))
+}
+
+/// Percent-escapes `%`, `|`, bytes outside printable ASCII and, in a host, `/`.
+fn escape(out: &mut String, bytes: &[u8], host: bool) {
+    for &b in bytes {
+        if b.is_ascii_graphic() && b != b'%' && b != b'|' && !(host && b == b'/') {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+}
+
+/// Whether `vary` names `header` (case-insensitive).
+pub(crate) fn varies_on<V: AsRef<str>>(vary: &[V], header: &str) -> bool {
+    vary.iter()
+        .any(|v| v.as_ref().trim().eq_ignore_ascii_case(header))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn request(uri: &str, headers: &[(&str, &[u8])]) -> ViewRequest {
+        let mut map = HeaderMap::new();
+        for (name, value) in headers {
+            map.append(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_bytes(value).unwrap(),
+            );
+        }
+        ViewRequest::new(Method::GET, uri.parse().unwrap(), map)
+    }
+
+    fn key(uri: &str, headers: &[(&str, &[u8])], vary: &[&str]) -> String {
+        logical_key(1, "app::page", &request(uri, headers), vary).unwrap()
+    }
+
+    #[test]
+    fn readable_shape() {
+        assert_eq!(
+            key("/users?page=2", &[("host", b"example.com:3000")], &[]),
+            "1:view:app::page:GET:http://example.com:3000/users?page=2"
+        );
+        assert_eq!(
+            key("https://h/x", &[], &[]),
+            "1:view:app::page:GET:https://h/x"
+        );
+        assert_eq!(
+            key(
+                "/",
+                &[("host", b"h"), ("accept-language", b"fr")],
+                &["Accept-Language", "X-Absent"]
+            ),
+            "1:view:app::page:GET:http://h/|accept-language=fr|x-absent=~"
+        );
+    }
+
+    #[test]
+    fn host_header_wins_over_the_uri_authority() {
+        assert_eq!(
+            key("http://a/x", &[("host", b"b")], &[]),
+            "1:view:app::page:GET:http://b/x"
+        );
+    }
+
+    #[test]
+    fn separators_in_user_data_are_escaped() {
+        // A host holding a path, a path holding a vary segment: all escaped.
+        assert_ne!(
+            key("/b", &[("host", b"a")], &[]),
+            key("/", &[("host", b"a/b")], &[])
+        );
+        assert_eq!(
+            key("/", &[("host", b"a/b")], &[]),
+            "1:view:app::page:GET:http://a%2Fb/"
+        );
+        let tricky = key("/x%7Cy", &[("host", b"h")], &[]);
+        assert_eq!(tricky, "1:view:app::page:GET:http://h/x%257Cy");
+        // Values with `,` and `=` cannot imitate two values or another header.
+        assert_ne!(
+            key("/", &[("x-a", b"1"), ("x-a", b"2")], &["x-a"]),
+            key("/", &[("x-a", b"1,2")], &["x-a"])
+        );
+        assert_ne!(
+            key("/", &[("x-a", b"1|x-b=2")], &["x-a", "x-b"]),
+            key("/", &[("x-a", b"1"), ("x-b", b"2")], &["x-a", "x-b"])
+        );
+        assert_ne!(key("/", &[("x-a", b"")], &["x-a"]), key("/", &[], &["x-a"]));
+        assert_ne!(
+            key("/", &[("x-a", b"~")], &["x-a"]),
+            key("/", &[], &["x-a"])
+        );
+    }
+
+    #[test]
+    fn non_utf8_values_are_hex() {
+        let k = key("/", &[("x-a", &[0xe9])], &["x-a"]);
+        assert!(k.ends_with("|x-a=#e9"), "{k}");
+        assert_ne!(k, key("/", &[("x-a", "é".as_bytes())], &["x-a"]));
+    }
+
+    #[test]
+    fn long_urls_are_bounded() {
+        let long = format!("/{}", "a".repeat(1000));
+        let k = key(&long, &[], &[]);
+        assert!(k.len() <= key::MAX_KEY_LEN);
+        assert_ne!(k, key(&format!("{long}b"), &[], &[]));
+    }
+
+    #[test]
+    fn asterisk_form_is_not_cacheable() {
+        let req = ViewRequest::new(Method::GET, "*".parse().unwrap(), HeaderMap::new());
+        assert_eq!(logical_key::<&str>(1, "f", &req, &[]), None);
+    }
+}
