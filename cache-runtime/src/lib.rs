@@ -59,6 +59,9 @@ pub mod __private {
     };
     #[cfg(feature = "axum")]
     pub use crate::view::cached_view;
+    /// The return type of an expanded `#[cached_view]` handler.
+    #[cfg(feature = "axum")]
+    pub type ViewResponse = axum::response::Response;
     #[cfg(feature = "view")]
     pub use crate::view::{ViewRequest, ViewSpec};
 }

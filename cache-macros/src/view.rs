@@ -1,0 +1,324 @@
+//! `#[cached_view]`: parse its arguments and expand an axum handler into a call of
+//! `cache_runtime::__private::cached_view` with a hidden request extractor in front.
+
+use proc_macro2::{Span, TokenStream};
+use quote::{ToTokens, quote};
+use syn::parse::{Parse, ParseStream};
+use syn::punctuated::Punctuated;
+use syn::{Expr, ExprLit, ItemFn, Lit, LitInt, LitStr, Path, Token, bracketed};
+
+const VALID: &str = "`ttl`, `version`, `vary`, `statuses`, `cache`";
+
+/// The arguments of `#[cached_view(...)]`.
+#[derive(Default)]
+pub(crate) struct ViewArgs {
+    ttl: Option<u64>,
+    version: Option<u64>,
+    vary: Vec<LitStr>,
+    statuses: Vec<u16>,
+    cache: Option<Path>,
+}
+
+fn combine(errors: &mut Option<syn::Error>, e: syn::Error) {
+    match errors {
+        Some(all) => all.combine(e),
+        None => *errors = Some(e),
+    }
+}
+
+fn positive_int(lit: &LitInt, what: &str) -> syn::Result<u64> {
+    match lit.base10_parse::<u64>() {
+        Ok(0) | Err(_) => Err(syn::Error::new_spanned(
+            lit,
+            format!("`{what}` must be a positive whole number of seconds, like `{what} = 900`"),
+        )),
+        Ok(v) => Ok(v),
+    }
+}
+
+/// RFC 9110 `token` characters: what a header name may contain.
+fn is_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+impl Parse for ViewArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = ViewArgs::default();
+        let mut errors = None;
+        let mut seen: Vec<String> = Vec::new();
+        while !input.is_empty() {
+            let name: syn::Ident = input.parse()?;
+            let key = name.to_string();
+            if seen.contains(&key) {
+                combine(
+                    &mut errors,
+                    syn::Error::new_spanned(&name, format!("duplicate argument `{key}`")),
+                );
+            }
+            seen.push(key.clone());
+            input.parse::<Token![=]>()?;
+            match key.as_str() {
+                "ttl" | "version" => {
+                    let expr: Expr = input.parse()?;
+                    let parsed = match &expr {
+                        Expr::Lit(ExprLit {
+                            lit: Lit::Int(lit), ..
+                        }) => positive_int(lit, &key),
+                        _ => Err(syn::Error::new_spanned(
+                            &expr,
+                            format!(
+                                "`{key}` must be a positive integer literal, like `{key} = 900`"
+                            ),
+                        )),
+                    };
+                    match parsed {
+                        Ok(v) if key == "ttl" => args.ttl = Some(v),
+                        Ok(v) => args.version = Some(v),
+                        Err(e) => combine(&mut errors, e),
+                    }
+                }
+                "vary" => {
+                    let content;
+                    let bracket = bracketed!(content in input);
+                    let items = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
+                    for item in items {
+                        match item {
+                            Expr::Lit(ExprLit {
+                                lit: Lit::Str(s), ..
+                            }) if is_header_name(&s.value()) => args.vary.push(s),
+                            Expr::Lit(ExprLit {
+                                lit: Lit::Str(s), ..
+                            }) => combine(
+                                &mut errors,
+                                syn::Error::new_spanned(
+                                    &s,
+                                    format!("`{}` is not a valid HTTP header name", s.value()),
+                                ),
+                            ),
+                            other => combine(
+                                &mut errors,
+                                syn::Error::new_spanned(
+                                    other,
+                                    "`vary` takes header names as string literals, like `vary = [\"Accept-Language\"]`",
+                                ),
+                            ),
+                        }
+                    }
+                    let _ = bracket;
+                }
+                "statuses" => {
+                    let content;
+                    bracketed!(content in input);
+                    for lit in Punctuated::<LitInt, Token![,]>::parse_terminated(&content)? {
+                        match lit.base10_parse::<u16>() {
+                            Ok(code) if (100..=599).contains(&code) => args.statuses.push(code),
+                            _ => combine(
+                                &mut errors,
+                                syn::Error::new_spanned(
+                                    &lit,
+                                    "an HTTP status is a number from 100 to 599",
+                                ),
+                            ),
+                        }
+                    }
+                }
+                "cache" => args.cache = Some(input.parse()?),
+                _ => {
+                    combine(
+                        &mut errors,
+                        syn::Error::new_spanned(
+                            &name,
+                            format!("unknown argument `{key}`; valid arguments are {VALID}"),
+                        ),
+                    );
+                    let _: Expr = input.parse()?;
+                }
+            }
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        match errors {
+            Some(e) => Err(e),
+            None => Ok(args),
+        }
+    }
+}
+
+/// The entry point: on any error, the function is still emitted next to the error.
+pub(crate) fn cached_view(args: TokenStream, item: TokenStream) -> TokenStream {
+    let func: ItemFn = match syn::parse2(item.clone()) {
+        Ok(f) => f,
+        Err(e) => return with_error(item, e),
+    };
+    let args: ViewArgs = match syn::parse2(args) {
+        Ok(a) => a,
+        Err(e) => return with_error(item, e),
+    };
+    if func.sig.asyncness.is_none() {
+        let e = syn::Error::new_spanned(
+            func.sig.fn_token,
+            "#[cached_view] caches axum handlers, which are `async fn`: make it async",
+        );
+        return with_error(item, e);
+    }
+    expand(&args, &func)
+}
+
+fn with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
+    item.extend(error.into_compile_error());
+    item
+}
+
+fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
+    let ItemFn {
+        attrs,
+        vis,
+        modifiers,
+        sig,
+        block,
+    } = func;
+    let outer = attrs
+        .iter()
+        .filter(|a| matches!(a.style, syn::AttrStyle::Outer));
+    let inner = attrs
+        .iter()
+        .filter(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
+    let defaultness = &modifiers.defaultness;
+    let name = &sig.ident;
+    let name_str = name.to_string();
+    let version = args.version.unwrap_or(1);
+    let ttl = match args.ttl {
+        Some(t) => quote!(::core::option::Option::Some(#t)),
+        None => quote!(::core::option::Option::None),
+    };
+    let vary = &args.vary;
+    let statuses = &args.statuses;
+    let cache = match &args.cache {
+        Some(path) => quote!(::core::option::Option::Some(#path as fn() -> ::cache_runtime::Cache)),
+        None => quote!(::core::option::Option::None),
+    };
+    let mut sig = sig.clone();
+    let req = syn::Ident::new("__cache_req", Span::mixed_site());
+    sig.inputs.insert(
+        0,
+        syn::parse_quote!(#req: ::cache_runtime::__private::ViewRequest),
+    );
+    sig.output = syn::parse_quote!(-> ::cache_runtime::__private::ViewResponse);
+    let body = block.to_token_stream();
+    quote! {
+        #(#outer)*
+        #vis #defaultness #sig {
+            #(#inner)*
+            static __CACHE_VIEW: ::cache_runtime::__private::ViewSpec = ::cache_runtime::__private::ViewSpec {
+                function: ::core::concat!(::core::module_path!(), "::", #name_str),
+                version: #version,
+                ttl: #ttl,
+                vary: &[#(#vary),*],
+                statuses: &[#(#statuses),*],
+                cache: #cache,
+            };
+            ::cache_runtime::__private::cached_view(&__CACHE_VIEW, #req, async move #body).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn expand_str(args: TokenStream, item: TokenStream) -> String {
+        cached_view(args, item).to_string()
+    }
+
+    #[test]
+    fn expands_into_one_runtime_call() {
+        let out = expand_str(
+            quote!(ttl = 900, vary = ["Accept-Language"]),
+            quote!(
+                async fn page(State(db): State<Db>) -> impl IntoResponse {
+                    render(db)
+                }
+            ),
+        );
+        assert!(
+            out.contains("__cache_req : :: cache_runtime :: __private :: ViewRequest , State (db)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("ttl : :: core :: option :: Option :: Some (900u64)"),
+            "{out}"
+        );
+        assert!(out.contains("vary : & [\"Accept-Language\"]"), "{out}");
+        assert!(
+            out.contains("-> :: cache_runtime :: __private :: ViewResponse"),
+            "{out}"
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
+    fn misuse_is_an_error() {
+        for (args, item, message) in [
+            (
+                quote!(ttl = 0),
+                quote!(
+                    async fn f() {}
+                ),
+                "positive whole number",
+            ),
+            (
+                quote!(tll = 5),
+                quote!(
+                    async fn f() {}
+                ),
+                "unknown argument `tll`",
+            ),
+            (
+                quote!(vary = [1]),
+                quote!(
+                    async fn f() {}
+                ),
+                "string literals",
+            ),
+            (
+                quote!(vary = ["Bad Header"]),
+                quote!(
+                    async fn f() {}
+                ),
+                "not a valid HTTP header name",
+            ),
+            (
+                quote!(statuses = [999]),
+                quote!(
+                    async fn f() {}
+                ),
+                "from 100 to 599",
+            ),
+            (
+                quote!(ttl = 5, ttl = 6),
+                quote!(
+                    async fn f() {}
+                ),
+                "duplicate argument",
+            ),
+            (
+                quote!(ttl = 5),
+                quote!(
+                    fn f() {}
+                ),
+                "make it async",
+            ),
+        ] {
+            let out = expand_str(args, item);
+            assert!(
+                out.contains("compile_error") && out.contains(message),
+                "{message}: {out}"
+            );
+        }
+    }
+}
