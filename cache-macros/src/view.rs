@@ -202,6 +202,28 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
         Some(path) => quote!(::core::option::Option::Some(#path as fn() -> ::cache_runtime::Cache)),
         None => quote!(::core::option::Option::None),
     };
+    // Keep the user's declared return type in play: it pins the body's type where it can be
+    // named, and keeps its imports used where it is `impl Trait`.
+    let body = block.to_token_stream();
+    let body = match &sig.output {
+        syn::ReturnType::Default => body,
+        syn::ReturnType::Type(_, ty) if contains_impl(ty) => match &**ty {
+            // `-> impl Bounds`: pass the body through a function with the same bounds.
+            syn::Type::ImplTrait(it) => {
+                let check = syn::Ident::new("__cache_declared_return", Span::mixed_site());
+                let bounds = &it.bounds;
+                quote! {{
+                    fn #check<__CacheT: #bounds>(value: __CacheT) -> __CacheT { value }
+                    #check(#body)
+                }}
+            }
+            _ => body,
+        },
+        syn::ReturnType::Type(_, ty) => {
+            let ret = syn::Ident::new("__cache_ret", Span::mixed_site());
+            quote! {{ let #ret: #ty = #body; #ret }}
+        }
+    };
     let mut sig = sig.clone();
     let req = syn::Ident::new("__cache_req", Span::mixed_site());
     sig.inputs.insert(
@@ -209,7 +231,6 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
         syn::parse_quote!(#req: ::cache_runtime::__private::ViewRequest),
     );
     sig.output = syn::parse_quote!(-> ::cache_runtime::__private::ViewResponse);
-    let body = block.to_token_stream();
     quote! {
         #(#outer)*
         #vis #defaultness #sig {
@@ -225,6 +246,18 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
             ::cache_runtime::__private::cached_view(&__CACHE_VIEW, #req, async move #body).await
         }
     }
+}
+
+/// Whether `impl Trait` appears anywhere in the type (it cannot be named in a `let`).
+fn contains_impl(ty: &syn::Type) -> bool {
+    fn walk(tokens: TokenStream) -> bool {
+        tokens.into_iter().any(|t| match t {
+            proc_macro2::TokenTree::Ident(i) => i == "impl",
+            proc_macro2::TokenTree::Group(g) => walk(g.stream()),
+            _ => false,
+        })
+    }
+    walk(ty.to_token_stream())
 }
 
 #[cfg(test)]

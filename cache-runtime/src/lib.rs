@@ -54,8 +54,7 @@ pub use stats::Stats;
 pub mod __private {
     pub use crate::codec::SelectCodec;
     pub use crate::query::{
-        Cacheable, Key, QuerySpec, ResultOk, assert_cacheable, cached_result, cached_value,
-        decode_untrusted,
+        Cacheable, Key, QuerySpec, cached_result, cached_value, decode_untrusted,
     };
     #[cfg(feature = "axum")]
     pub use crate::view::cached_view;

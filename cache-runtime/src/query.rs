@@ -113,28 +113,16 @@ fn logical_key(spec: &QuerySpec, parts: &[String]) -> Option<String> {
     label = "the cached value's type",
     note = "derive both: `#[derive(serde::Serialize, serde::Deserialize)]`; for `Result<T, E>` only `T` needs them"
 )]
-pub trait Cacheable {}
+pub trait Cacheable: Serialize + DeserializeOwned {}
+// Report `User: Cacheable` (with the message above), not the two serde traits behind it.
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned> Cacheable for T {}
-
-/// Compile-time check that a return type is cacheable (spanned at the user's type).
-#[doc(hidden)]
-pub const fn assert_cacheable<T: Cacheable + ?Sized>() {}
-
-/// The `Ok` type of a `Result` return type.
-#[doc(hidden)]
-pub trait ResultOk {
-    /// `T` of `Result<T, E>`.
-    type Ok;
-}
-impl<T, E> ResultOk for Result<T, E> {
-    type Ok = T;
-}
 
 /// Runs a cached function returning a plain value (`Option<T>` included: `None` is cached).
 #[doc(hidden)]
 pub async fn cached_value<R, C, F>(spec: &'static QuerySpec, key: Key, fut: F) -> R
 where
-    R: Serialize + DeserializeOwned + Send,
+    R: Cacheable + Send,
     C: SelectCodec,
     F: Future<Output = R>,
 {
@@ -145,7 +133,7 @@ where
 #[doc(hidden)]
 pub async fn cached_result<T, E, C, F>(spec: &'static QuerySpec, key: Key, fut: F) -> Result<T, E>
 where
-    T: Serialize + DeserializeOwned + Send,
+    T: Cacheable + Send,
     C: SelectCodec,
     F: Future<Output = Result<T, E>>,
 {

@@ -1,0 +1,10 @@
+//! Compile-time behaviour of `#[cached_query]`: what compiles, and the one clear error each
+//! misuse gives. Regenerate the expected errors with
+//! `TRYBUILD=overwrite cargo test -p cache-tests --test ui`, then read every `.stderr`.
+
+#[test]
+fn ui() {
+    let t = trybuild::TestCases::new();
+    t.pass("ui/pass/*.rs");
+    t.compile_fail("ui/fail/*.rs");
+}
