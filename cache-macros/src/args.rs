@@ -10,8 +10,8 @@ use syn::ext::IdentExt as _;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{
-    Expr, ExprLit, FnArg, GenericParam, Lit, LitStr, Pat, Path, ReturnType, Signature, Token, Type,
-    UnOp,
+    Expr, ExprLit, FnArg, GenericParam, Lit, LitStr, Pat, PatType, Path, ReturnType, Signature,
+    Token, Type, UnOp,
 };
 
 /// The argument names, fixed by the design.
@@ -542,13 +542,30 @@ pub(crate) struct Query<'a> {
     pub(crate) args: QueryArgs,
     /// The identifiers that make the key, in order, spanned as in the signature.
     pub(crate) key_args: Vec<Ident>,
+    /// The identifiers the tags interpolate: one per placeholder, in order across all tags
+    /// (a name used twice appears twice), spanned as in the signature.
+    pub(crate) tag_args: Vec<Ident>,
+    /// The parameters of the `{name}_invalidate` companion: those that bind a key argument
+    /// (in key order), then those that bind a tag argument and no key argument (in tag order),
+    /// each once.
+    pub(crate) companion: Vec<CompanionParam<'a>>,
     /// The declared return type.
     pub(crate) output: &'a Type,
     pub(crate) mode: Mode,
 }
 
+/// A parameter of the `{name}_invalidate` companion, taken from the function's signature.
+pub(crate) enum CompanionParam<'a> {
+    /// `id: i64` (also `mut id: i64`, `ref id: i64`): declared again as `id: i64`.
+    Named(&'a Ident, &'a Type),
+    /// A destructured parameter (`Query(q): Query<Q>`) that binds a name the key or a tag
+    /// uses: declared again whole, the only way to name the binding's type.
+    Whole(&'a PatType),
+}
+
 /// A parameter of the function, as far as the key is concerned.
 struct Param<'a> {
+    typed: &'a PatType,
     pat: &'a Pat,
     /// The names the pattern binds: one for `id: i64`, several for `(a, b): (u32, u32)`.
     bindings: Vec<&'a Ident>,
@@ -605,6 +622,7 @@ pub(crate) fn check(args: syn::Result<QueryArgs>, sig: &Signature) -> syn::Resul
                 let mut bindings = Vec::new();
                 collect_bindings(&typed.pat, &mut bindings);
                 Some(Param {
+                    typed,
                     pat: &typed.pat,
                     bindings,
                 })
@@ -621,6 +639,7 @@ pub(crate) fn check(args: syn::Result<QueryArgs>, sig: &Signature) -> syn::Resul
     let names = parameter_list(sig, &params);
 
     let mut key_args = Vec::new();
+    let mut tag_args = Vec::new();
     if let Some(args) = &args {
         for name in &args.skip {
             if binding(&name.to_string()).is_none() {
@@ -634,7 +653,9 @@ pub(crate) fn check(args: syn::Result<QueryArgs>, sig: &Signature) -> syn::Resul
 
         for tag in &args.tags {
             for name in &tag.placeholders {
-                if binding(name).is_none() {
+                if let Some(ident) = binding(name) {
+                    tag_args.push(ident.clone());
+                } else {
                     errors.spanned(
                         tag.lit.span(),
                         format!(
@@ -702,10 +723,13 @@ pub(crate) fn check(args: syn::Result<QueryArgs>, sig: &Signature) -> syn::Resul
         }
     }
 
+    let companion = companion(&params, key_args.iter().chain(&tag_args));
     let query = match (args, output) {
         (Some(args), Some(output)) => Some(Query {
             args,
             key_args,
+            tag_args,
+            companion,
             output,
             mode: mode(output),
         }),
@@ -713,6 +737,33 @@ pub(crate) fn check(args: syn::Result<QueryArgs>, sig: &Signature) -> syn::Resul
     };
     let query = errors.finish(query)?;
     Ok(query.expect("no error means every part was checked"))
+}
+
+/// The parameters that bind `names` (key arguments, then tag arguments), each once, in the
+/// order of the first name each binds.
+fn companion<'a, 'n>(
+    params: &[Param<'a>],
+    names: impl IntoIterator<Item = &'n Ident>,
+) -> Vec<CompanionParam<'a>> {
+    let mut taken = Vec::new();
+    let mut companion = Vec::new();
+    for name in names {
+        let Some(index) = params.iter().position(|p| p.bindings.contains(&name)) else {
+            continue;
+        };
+        if taken.contains(&index) {
+            continue;
+        }
+        taken.push(index);
+        let param = &params[index];
+        companion.push(match param.pat {
+            Pat::Ident(pat) if pat.ident == *name => {
+                CompanionParam::Named(&pat.ident, &param.typed.ty)
+            }
+            _ => CompanionParam::Whole(param.typed),
+        });
+    }
+    companion
 }
 
 const NOTHING_TO_CACHE: &str = "`#[cached_query]` caches the function's return value; a function returning `()` has nothing to cache";
@@ -1179,6 +1230,35 @@ mod tests {
         assert_eq!(key_args(quote!(skip(db)), sig), ["a", "b"]);
         let sig: Signature = parse_quote!(async fn f(db: &Pool) -> u32);
         assert!(key_args(quote!(skip(db)), sig).is_empty());
+    }
+
+    #[test]
+    fn tag_args_in_order_across_tags_skipped_parameters_included() {
+        let sig: Signature =
+            parse_quote!(async fn f(&self, db: &Pool, tenant: &str, id: u32) -> u32);
+        let query = check(
+            parse(quote!(
+                key = "user:{id}",
+                tags = ["users", "t:{tenant}:{id}", "u:{id}"],
+                skip(db, tenant)
+            )),
+            &sig,
+        )
+        .unwrap_or_else(|e| panic!("{:?}", messages(e)));
+        let names = |idents: &[Ident]| idents.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(names(&query.key_args), ["id"]);
+        assert_eq!(names(&query.tag_args), ["tenant", "id", "id"]);
+        let companion: Vec<String> = query
+            .companion
+            .iter()
+            .map(|p| match p {
+                CompanionParam::Named(ident, ty) => {
+                    format!("{ident}: {}", ty.to_token_stream())
+                }
+                CompanionParam::Whole(typed) => typed.to_token_stream().to_string(),
+            })
+            .collect();
+        assert_eq!(companion, ["id: u32", "tenant: & str"]);
     }
 
     #[test]

@@ -19,19 +19,19 @@ mod view;
 /// ```ignore
 /// use cache_runtime::cached_query;
 ///
-/// #[cached_query(key = "user:{id}", version = 2, ttl = 60, skip(db))]
+/// #[cached_query(key = "user:{id}", version = 2, ttl = 60, tags = ["users", "user:{id}"], skip(db))]
 /// async fn get_user(db: &SqlitePool, id: i64) -> Result<User, sqlx::Error> {
 ///     sqlx::query_as("SELECT * FROM users WHERE id = ?").bind(id).fetch_one(db).await
 /// }
 /// ```
 ///
 /// The first call with a given `id` runs the body and stores its value; later calls with the
-/// same `id` return the stored value until it expires. For a `Result`, only `Ok` values are
-/// stored; an `Err` is returned and the next call runs the body again. Any other type is stored
-/// as is (an `Option`'s `None` too). The value must implement `Serialize` and
-/// `DeserializeOwned`; the key's arguments must implement `Serialize`. A cache that fails (Redis
-/// down, timeout, undecodable value) never fails the call: the body runs and its result is
-/// returned.
+/// same `id` return the stored value until it expires or is invalidated. For a `Result`, only
+/// `Ok` values are stored; an `Err` is returned and the next call runs the body again. Any
+/// other type is stored as is (an `Option`'s `None` too). The value must implement `Serialize`
+/// and `DeserializeOwned`; the key's and the tags' arguments must implement `Serialize`. A
+/// cache that fails (Redis down, timeout, undecodable value) never fails the call: the body
+/// runs and its result is returned.
 ///
 /// # Arguments
 ///
@@ -45,8 +45,8 @@ mod view;
 /// - `version = 2` (default 1): bump it when the value's meaning or shape changes; entries of
 ///   other versions are never read again and expire by their TTL.
 /// - `ttl = 600`: time to live in seconds (a positive integer literal). Default: the cache's.
-/// - `tags = ["users", "user:{id}"]`: tags to invalidate entries by; placeholders name
-///   parameters.
+/// - `tags = ["users", "user:{id}"]`: tags to invalidate entries by (see below). `{name}`
+///   placeholders name parameters, skipped ones included, anywhere in the tag.
 /// - `skip(db, client)`: parameters that are not part of the key (connections, clients,
 ///   handles). A destructured parameter (`State(db): State<Pool>`) is skipped by naming one of
 ///   the names it binds.
@@ -60,9 +60,43 @@ mod view;
 /// return `()`. `self` is never part of the key: in a method, add what distinguishes `self` to
 /// the key explicitly.
 ///
+/// # Invalidation
+///
+/// Next to the function, with its visibility, the macro generates two companions:
+///
+/// - `get_user_invalidate(id).await?` invalidates the entry `get_user(&db, id)` uses. It takes
+///   the parameters that form the key, with the function's types: the template's placeholders
+///   in template order, each once (without a template: every parameter but `self`, `_` and the
+///   skipped ones). When a tag interpolates a parameter that is not in the key, the companion
+///   takes it too, after the key's parameters (it builds the same key; any value invalidates
+///   the same entry). Skipped parameters that no tag uses never appear.
+/// - `get_user_invalidate_all().await?` invalidates every entry of `get_user`, in O(1).
+///
+/// For a method they are associated functions without a receiver:
+/// `Repo::get_user_invalidate(id)`. A trait `impl` cannot hold them (rustc reports that
+/// `get_user_invalidate` is not a member of the trait): there, cache an inherent method or a
+/// free function and call it from the trait method.
+///
+/// Both return `cache_runtime::Result<()>`: unlike a read, an invalidation that did not
+/// happen is an error, because what it names may still be served; retry it, or report the
+/// failure instead of treating the write as done.
+///
+/// Tags: `cache.invalidate_tag("user:42").await?` invalidates, in O(1), every entry whose tags
+/// included `"user:42"` when it was filled, across functions. A tag's placeholders are filled
+/// with the same injective encoding as keys (the table in `cache_runtime::key`): `42` → `42`,
+/// `"a:b"` → `a%3Ab`, `"42"` → `'42`. So `tags = ["user:{id}"]` with `id = 42` is the tag
+/// `"user:42"`, and with `id = "a:b"` the tag `"user:a%3Ab"`: build the tag of a string value
+/// with `cache_runtime::key::encode_value`, not with `format!` on the raw string.
+///
+/// ```ignore
+/// sqlx::query("UPDATE users SET name = ? WHERE id = ?").bind(name).bind(42).execute(&db).await?;
+/// get_user_invalidate(42).await?; // this user's entry only
+/// cache.invalidate_tag("users").await?; // every entry tagged "users"
+/// ```
+///
 /// # Equivalent code without the macro
 ///
-/// The example above expands to:
+/// The example above expands to (every item keeps the function's `#[cfg]`s):
 ///
 /// ```ignore
 /// async fn get_user(db: &SqlitePool, id: i64) -> Result<User, sqlx::Error> {
@@ -71,10 +105,11 @@ mod view;
 ///         template: ::core::option::Option::Some(&["user:", ""]),
 ///         version: 2,
 ///         ttl: ::core::option::Option::Some(60),
-///         tags: &[],
+///         tags: &["users", "user:{id}"],
 ///         cache: ::core::option::Option::None,
 ///     };
-///     let __cache_key = ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,));
+///     // The key's arguments, then the tags' (one per placeholder, in order across the tags).
+///     let __cache_key = ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,));
 ///     // Spanned at `User`: if it cannot be cached, the error points there.
 ///     ::cache_runtime::__private::cached_result::<_, _, ::cache_runtime::codec::CacheDefault, _>(
 ///         &__CACHE_SPEC,
@@ -85,6 +120,25 @@ mod view;
 ///         },
 ///     )
 ///     .await
+/// }
+///
+/// /// Invalidates the entry a call of `get_user` with the same arguments would use: ...
+/// #[allow(dead_code, unused_mut, unused_variables, unused_lifetimes, /* and clippy's lints
+/// /// about parameter lists and lifetimes copied from the signature */)]
+/// async fn get_user_invalidate(id: i64) -> ::cache_runtime::Result<()> {
+///     static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = /* the same spec */;
+///     ::cache_runtime::__private::invalidate_entry(
+///         &__CACHE_SPEC,
+///         ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,)),
+///     )
+///     .await
+/// }
+///
+/// /// Invalidates every entry of `get_user`, whatever its arguments, in O(1): ...
+/// #[allow(/* the same */)]
+/// async fn get_user_invalidate_all() -> ::cache_runtime::Result<()> {
+///     static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = /* the same spec */;
+///     ::cache_runtime::__private::invalidate_query(&__CACHE_SPEC).await
 /// }
 /// ```
 ///
@@ -98,17 +152,30 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Caches whole HTTP responses of an axum handler, with Django `cache_page` semantics.
 ///
 /// ```ignore
-/// #[cached_view(ttl = 900, vary = ["Accept-Language"])]
+/// #[cached_view(ttl = 900, vary = ["Accept-Language"], tags = ["users"])]
 /// async fn users_page(State(db): State<SqlitePool>) -> Html<String> { /* render */ }
 /// ```
 ///
 /// Arguments: `ttl = SECS` (default: the cache's), `version = N` (default 1),
 /// `vary = ["Header", ...]` (request headers that are part of the key),
 /// `statuses = [200, ...]` (statuses that are stored; default `[200]`),
-/// `cache = path::to::fn` (a `fn() -> Cache`). The key is the method (HEAD shares GET's
-/// entry), scheme, host, path and query, and the `vary` headers. The storage rules
-/// (no `Set-Cookie`, no `private`/`no-store`, `Authorization` bypass, ...) are documented in
-/// `cache_runtime::view`.
+/// `tags = ["users", ...]` (literal tags: `cache.invalidate_tag("users")` invalidates the
+/// page; they cannot interpolate parameters), `cache = path::to::fn` (a `fn() -> Cache`).
+/// The key is the method (HEAD shares GET's entry), scheme, host, path and query, and the
+/// `vary` headers. The storage rules (no `Set-Cookie`, no `private`/`no-store`,
+/// `Authorization` bypass, ...) are documented in `cache_runtime::view`.
+///
+/// A page also follows its data: the queries and tags of the `#[cached_query]` functions its
+/// fill called are recorded with it, so invalidating one of them invalidates the page too. A
+/// per-user page needs no `"user:{id}"` tag on the view: tag the query it calls.
+///
+/// # Invalidation
+///
+/// Two companions are generated next to the handler, with its visibility:
+/// `users_page_invalidate("/users?page=2").await?` invalidates the responses cached for one
+/// path and query (every `vary` value), and `users_page_invalidate_all().await?` every response
+/// of the handler, in O(1). Both return `cache_runtime::Result<()>`: an error means the
+/// invalidation did not happen; retry it, or report the failure.
 ///
 /// # Equivalent code without the macro
 ///
@@ -123,9 +190,24 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 ///         ttl: ::core::option::Option::Some(900),
 ///         vary: &["Accept-Language"],
 ///         statuses: &[],
+///         tags: &["users"],
 ///         cache: ::core::option::Option::None,
 ///     };
 ///     ::cache_runtime::__private::cached_view(&__CACHE_VIEW, __cache_req, async move { /* render */ }).await
+/// }
+///
+/// /// Invalidates the responses `users_page` cached for one URL: ...
+/// #[allow(dead_code)]
+/// async fn users_page_invalidate(path_and_query: &str) -> ::cache_runtime::Result<()> {
+///     static __CACHE_VIEW: ::cache_runtime::__private::ViewSpec = /* the same spec */;
+///     ::cache_runtime::__private::invalidate_view_path(&__CACHE_VIEW, path_and_query).await
+/// }
+///
+/// /// Invalidates every response `users_page` cached, all URLs and `vary` values, in O(1): ...
+/// #[allow(dead_code)]
+/// async fn users_page_invalidate_all() -> ::cache_runtime::Result<()> {
+///     static __CACHE_VIEW: ::cache_runtime::__private::ViewSpec = /* the same spec */;
+///     ::cache_runtime::__private::invalidate_view(&__CACHE_VIEW).await
 /// }
 /// ```
 #[proc_macro_attribute]

@@ -2,12 +2,12 @@
 //! its body becomes one call of a `cache_runtime::__private` entry point.
 
 use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream, TokenTree};
-use quote::{ToTokens, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt as _;
 use syn::parse::{Parse as _, Parser as _};
 use syn::{AttrStyle, GenericArgument, ItemFn, LitStr, PathArguments, Type};
 
-use crate::args::{self, Codec, Mode, Query, QueryArgs};
+use crate::args::{self, Codec, CompanionParam, Mode, Query, QueryArgs};
 
 /// serde implements `Serialize` for tuples of up to 16 elements; longer key argument lists
 /// are nested in tuples of at most this many.
@@ -32,7 +32,7 @@ fn with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
     item
 }
 
-/// The expansion of a checked query.
+/// The expansion of a checked query: the function, then its two companions.
 pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
     let ItemFn {
         attrs,
@@ -56,20 +56,7 @@ pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
     let codec = codec(query.args.codec.as_ref());
 
     let key = Ident::new("__cache_key", Span::mixed_site());
-    // Each argument is spanned at its parameter, and the tuple from the first to the last, so
-    // that a key argument that is not `Serialize` errors in the signature.
-    let key_args = query
-        .key_args
-        .iter()
-        .map(|arg| quote_spanned!(arg.span()=> &#arg));
-    let mut key_args = TokenTree::Group(tuple(key_args.collect()));
-    let key_args = match (query.key_args.first(), query.key_args.last()) {
-        (Some(first), Some(last)) => {
-            key_args.set_span(last.span());
-            quote_spanned!(first.span()=> &#key_args)
-        }
-        _ => quote!(&#key_args),
-    };
+    let new_key = new_key(query);
 
     // The call is spanned at the cached type (`User` in `Result<User, E>`): the runtime's bound
     // on it (`Cacheable`) fails there, in the user's signature, when it cannot be cached.
@@ -81,16 +68,154 @@ pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
             ::cache_runtime::__private::cached_value::<_, #codec, _>(&__CACHE_SPEC, #key, async move #block).await
         },
     };
+    let companions = companions(query, func, &spec, &new_key);
 
     quote! {
         #(#outer_attrs)*
         #vis #defaultness #sig {
             #(#inner_attrs)*
             static __CACHE_SPEC: #private::QuerySpec = #spec;
-            let #key = #private::Key::new(&__CACHE_SPEC, #key_args);
+            let #key = #new_key;
             #call
         }
+        #companions
     }
+}
+
+/// `Key::new(&__CACHE_SPEC, &(key args), &(tag args))`, the same in the function and in its
+/// `_invalidate` companion.
+fn new_key(query: &Query<'_>) -> TokenStream {
+    let key_args = args_tuple(&query.key_args);
+    let tag_args = args_tuple(&query.tag_args);
+    quote!(::cache_runtime::__private::Key::new(&__CACHE_SPEC, #key_args, #tag_args))
+}
+
+/// `&(&a, &b,)`, or `&()`. Each argument is spanned at its parameter, and the tuple from the
+/// first to the last, so that an argument that is not `Serialize` errors in the signature.
+fn args_tuple(args: &[Ident]) -> TokenStream {
+    let refs = args.iter().map(|arg| quote_spanned!(arg.span()=> &#arg));
+    let mut tuple = TokenTree::Group(tuple(refs.collect()));
+    match (args.first(), args.last()) {
+        (Some(first), Some(last)) => {
+            tuple.set_span(last.span());
+            quote_spanned!(first.span()=> &#tuple)
+        }
+        _ => quote!(&#tuple),
+    }
+}
+
+/// Lints a companion may trip that are about the user's signature, not about its use:
+/// unused companions, destructured parameters taken whole, lifetimes copied from the function.
+fn companion_allows() -> TokenStream {
+    quote! {
+        #[allow(
+            dead_code,
+            unused_mut,
+            unused_variables,
+            unused_lifetimes,
+            clippy::too_many_arguments,
+            clippy::needless_lifetimes,
+            clippy::extra_unused_lifetimes,
+            clippy::future_not_send
+        )]
+    }
+}
+
+/// `{name}_invalidate(key params)` and `{name}_invalidate_all()`, next to the function with its
+/// visibility and `#[cfg]`s. In an `impl` block they are associated functions (no receiver).
+fn companions(
+    query: &Query<'_>,
+    func: &ItemFn,
+    spec: &TokenStream,
+    new_key: &TokenStream,
+) -> TokenStream {
+    let ItemFn {
+        attrs, vis, sig, ..
+    } = func;
+    let private = quote!(::cache_runtime::__private);
+    let cfgs = attrs
+        .iter()
+        .filter(|attr| matches!(attr.style, AttrStyle::Outer) && attr.path().is_ident("cfg"));
+    let cfgs = quote!(#(#cfgs)*);
+    let allows = companion_allows();
+    let name = &sig.ident;
+    let unraw = name.unraw().to_string();
+    let entry = format_ident!("{}_invalidate", unraw, span = name.span());
+    let all = format_ident!("{}_invalidate_all", unraw, span = name.span());
+    let generics = &sig.generics;
+    let where_clause = &sig.generics.where_clause;
+
+    let params = query.companion.iter().map(|param| match param {
+        CompanionParam::Named(ident, ty) => quote!(#ident: #ty),
+        CompanionParam::Whole(typed) => typed.to_token_stream(),
+    });
+    let entry_doc = entry_doc(query, &unraw);
+    let all_doc = format!(
+        " Invalidates every entry of `{unraw}`, whatever its arguments, in O(1): later calls \
+         run the body again. Generated by `#[cached_query]`.\n\n{ERRORS_DOC}"
+    );
+
+    quote! {
+        #cfgs
+        #[doc = #entry_doc]
+        #allows
+        #vis async fn #entry #generics (#(#params),*) -> ::cache_runtime::Result<()> #where_clause {
+            static __CACHE_SPEC: #private::QuerySpec = #spec;
+            #private::invalidate_entry(&__CACHE_SPEC, #new_key).await
+        }
+        #cfgs
+        #[doc = #all_doc]
+        #allows
+        #vis async fn #all() -> ::cache_runtime::Result<()> {
+            static __CACHE_SPEC: #private::QuerySpec = #spec;
+            #private::invalidate_query(&__CACHE_SPEC).await
+        }
+    }
+}
+
+/// What an invalidation error means, in every companion's docs.
+pub(crate) const ERRORS_DOC: &str = " # Errors\n\n The cache's error when the invalidation \
+    did not happen (the cache is unreachable, a timeout): what it names may still be served, \
+    so retry, or report the failure instead of treating the write as done.";
+
+fn entry_doc(query: &Query<'_>, name: &str) -> String {
+    let list = |names: &mut dyn Iterator<Item = &Ident>| {
+        let mut seen: Vec<String> = Vec::new();
+        for name in names {
+            let name = format!("`{}`", name.unraw());
+            if !seen.contains(&name) {
+                seen.push(name);
+            }
+        }
+        seen.join(", ")
+    };
+    let key = list(&mut query.key_args.iter());
+    let tag_only = list(
+        &mut query
+            .tag_args
+            .iter()
+            .filter(|t| !query.key_args.contains(t)),
+    );
+    let mut doc = format!(
+        " Invalidates the entry a call of `{name}` with the same arguments would use: the next \
+         such call runs the body again. Generated by `#[cached_query]`.\n\n"
+    );
+    if key.is_empty() {
+        doc.push_str(&format!(
+            " `{name}`'s key has no arguments: this is its only entry."
+        ));
+    } else {
+        doc.push_str(&format!(" Takes the parameters that form the key: {key}."));
+    }
+    if !tag_only.is_empty() {
+        doc.push_str(&format!(
+            " Then {tag_only}, which only the tags use: they build the same key but do not \
+             change which entry is invalidated (any value does)."
+        ));
+    }
+    doc.push_str("\n\n");
+    doc.push_str(ERRORS_DOC);
+    doc
 }
 
 /// Where errors about the cached type point: the first token of `T` in a `Result<T, E>` written
@@ -182,10 +307,16 @@ mod tests {
 
     fn example() -> (TokenStream, TokenStream) {
         (
-            quote!(key = "user:{id}", version = 2, ttl = 60, skip(db)),
+            quote!(
+                key = "user:{id}",
+                version = 2,
+                ttl = 60,
+                tags = ["users", "user:{id}"],
+                skip(db)
+            ),
             quote! {
                 /// docs
-                pub async fn get_user(&self, db: &Pool, id: i64) -> Result<User, sqlx::Error> { BODY }
+                pub async fn get_user(db: &Pool, id: i64) -> Result<User, sqlx::Error> { BODY }
             },
         )
     }
@@ -201,24 +332,278 @@ mod tests {
     #[test]
     fn example_expansion() {
         let (args, item) = example();
+        let spec = quote! {
+            ::cache_runtime::__private::QuerySpec {
+                function: ::core::concat!(::core::module_path!(), "::", "get_user"),
+                template: ::core::option::Option::Some(&["user:", ""]),
+                version: 2,
+                ttl: ::core::option::Option::Some(60),
+                tags: &["users", "user:{id}"],
+                cache: ::core::option::Option::None,
+            }
+        };
+        let allows = quote! {
+            #[allow(
+                dead_code,
+                unused_mut,
+                unused_variables,
+                unused_lifetimes,
+                clippy::too_many_arguments,
+                clippy::needless_lifetimes,
+                clippy::extra_unused_lifetimes,
+                clippy::future_not_send
+            )]
+        };
+        let entry_doc = " Invalidates the entry a call of `get_user` with the same arguments would \
+            use: the next such call runs the body again. Generated by `#[cached_query]`.\n\n \
+            Takes the parameters that form the key: `id`.\n\n # Errors\n\n The cache's error \
+            when the invalidation did not happen (the cache is unreachable, a timeout): what it \
+            names may still be served, so retry, or report the failure instead of treating the \
+            write as done.";
+        let all_doc = " Invalidates every entry of `get_user`, whatever its arguments, in O(1): \
+            later calls run the body again. Generated by `#[cached_query]`.\n\n # Errors\n\n \
+            The cache's error when the invalidation did not happen (the cache is unreachable, a \
+            timeout): what it names may still be served, so retry, or report the failure \
+            instead of treating the write as done.";
         let expected = quote! {
             #[doc = r" docs"]
-            pub async fn get_user(&self, db: &Pool, id: i64) -> Result<User, sqlx::Error> {
-                static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = ::cache_runtime::__private::QuerySpec {
-                    function: ::core::concat!(::core::module_path!(), "::", "get_user"),
-                    template: ::core::option::Option::Some(&["user:", ""]),
-                    version: 2,
-                    ttl: ::core::option::Option::Some(60),
-                    tags: &[],
-                    cache: ::core::option::Option::None,
-                };
-                let __cache_key = ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,));
+            pub async fn get_user(db: &Pool, id: i64) -> Result<User, sqlx::Error> {
+                static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = #spec;
+                let __cache_key = ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,));
                 ::cache_runtime::__private::cached_result::<_, _, ::cache_runtime::codec::CacheDefault, _>(
                     &__CACHE_SPEC, __cache_key, async move { BODY }
                 ).await
             }
+            #[doc = #entry_doc]
+            #allows
+            pub async fn get_user_invalidate(id: i64) -> ::cache_runtime::Result<()> {
+                static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = #spec;
+                ::cache_runtime::__private::invalidate_entry(
+                    &__CACHE_SPEC,
+                    ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,))
+                ).await
+            }
+            #[doc = #all_doc]
+            #allows
+            pub async fn get_user_invalidate_all() -> ::cache_runtime::Result<()> {
+                static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = #spec;
+                ::cache_runtime::__private::invalidate_query(&__CACHE_SPEC).await
+            }
         };
         assert_eq!(expand_ok(args, item), norm(expected));
+    }
+
+    /// The `async fn` line of a companion, e.g. `async fn f_invalidate(a: u32)`, normalized.
+    fn companion_sig(out: &str, name: &str) -> String {
+        let start = out
+            .find(&norm(format!("async fn {name}")))
+            .unwrap_or_else(|| panic!("no `{name}` in {out}"));
+        let end = start
+            + out[start..]
+                .find(&norm("-> :: cache_runtime :: Result"))
+                .unwrap();
+        out[start..end].to_owned()
+    }
+
+    #[test]
+    fn companions_of_a_free_fn_without_template() {
+        let out = expand_ok(
+            quote!(skip(db)),
+            quote!(
+                pub(crate) async fn f(db: &Pool, mut a: u32, _: Marker, b: impl Serialize) -> u32 {
+                    1
+                }
+            ),
+        );
+        assert_eq!(
+            companion_sig(&out, "f_invalidate"),
+            norm("async fn f_invalidate(a: u32, b: impl Serialize)")
+        );
+        assert_eq!(
+            companion_sig(&out, "f_invalidate_all"),
+            norm("async fn f_invalidate_all()")
+        );
+        // Same visibility, docs, and the same key in the function and the companion.
+        assert!(
+            out.contains(&norm("pub(crate) async fn f_invalidate(")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&norm("pub(crate) async fn f_invalidate_all(")),
+            "{out}"
+        );
+        assert_eq!(out.matches("#[doc=").count(), 2, "{out}");
+        let key = norm(quote!(Key::new(&__CACHE_SPEC, &(&a, &b,), &())));
+        assert_eq!(out.matches(&key).count(), 2, "{out}");
+        assert!(out.contains(&norm("invalidate_entry(&__CACHE_SPEC,")));
+        assert!(out.contains(&norm(quote!(invalidate_query(&__CACHE_SPEC).await))));
+        // The spec is emitted in each of the three bodies, identical.
+        assert_eq!(out.matches(&norm(quote!(static __CACHE_SPEC))).count(), 3);
+        assert_eq!(
+            out.matches(&norm(quote!(
+                function: ::core::concat!(::core::module_path!(), "::", "f"),
+                template: ::core::option::Option::None,
+            )))
+            .count(),
+            3,
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn companions_of_a_template_fn_take_placeholders_in_template_order_once() {
+        let out = expand_ok(
+            quote!(key = "{b}:x:{a}:{b}", skip(db)),
+            quote!(
+                async fn f<'x>(db: &Pool, a: &'x str, c: u8, ref b: Vec<u8>) -> u32
+                where
+                    'x: 'x,
+                {
+                    1
+                }
+            ),
+        );
+        assert_eq!(
+            companion_sig(&out, "f_invalidate"),
+            norm("async fn f_invalidate<'x>(b: Vec<u8>, a: &'x str)")
+        );
+        assert!(
+            out.contains(&norm(
+                "f_invalidate<'x>(b: Vec<u8>, a: &'x str) -> ::cache_runtime::Result<()> where 'x: 'x, {"
+            )),
+            "{out}"
+        );
+        assert!(out.contains(&norm(quote!(Key::new(&__CACHE_SPEC, &(&b, &a, &b,), &())))));
+    }
+
+    #[test]
+    fn companions_of_a_method_have_no_receiver() {
+        let out = expand_ok(
+            quote!(key = "greeting:{name}"),
+            quote!(
+                pub async fn greeting(&self, name: &str) -> String {
+                    todo!()
+                }
+            ),
+        );
+        assert_eq!(
+            companion_sig(&out, "greeting_invalidate"),
+            norm("async fn greeting_invalidate(name: &str)")
+        );
+        assert!(
+            out.contains(&norm("pub async fn greeting_invalidate_all()")),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn tags_pass_their_arguments_and_companions_take_tag_only_parameters_last() {
+        let out = expand_ok(
+            quote!(
+                key = "user:{id}",
+                tags = ["users", "tenant:{tenant}", "user:{id}:{tenant}"],
+                skip(db, tenant)
+            ),
+            quote!(
+                async fn user(db: &Pool, tenant: &str, id: u32) -> u32 {
+                    1
+                }
+            ),
+        );
+        let key = norm(quote!(Key::new(
+            &__CACHE_SPEC,
+            &(&id,),
+            &(&tenant, &id, &tenant,)
+        )));
+        assert_eq!(out.matches(&key).count(), 2, "{out}");
+        assert_eq!(
+            companion_sig(&out, "user_invalidate"),
+            norm("async fn user_invalidate(id: u32, tenant: &str)")
+        );
+        assert!(
+            out.contains(&norm(
+                "Takes the parameters that form the key: `id`. Then `tenant`, which only the tags use"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&norm(
+                quote!(tags: &["users", "tenant:{tenant}", "user:{id}:{tenant}"],)
+            )),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn destructured_parameters_in_companions() {
+        // A destructured parameter the key uses is taken whole; a skipped one never appears.
+        let out = expand_ok(
+            quote!(key = "q:{q}", skip(db)),
+            quote!(
+                async fn search(State(db): State<Pool>, Query(q): Query<Q>) -> u32 {
+                    1
+                }
+            ),
+        );
+        assert_eq!(
+            companion_sig(&out, "search_invalidate"),
+            norm("async fn search_invalidate(Query(q): Query<Q>)")
+        );
+        // Two names of one destructured parameter: taken once.
+        let out = expand_ok(
+            quote!(key = "p:{b}:{a}", tags = ["x:{a}"]),
+            quote!(
+                async fn pair(State(db): State<Pool>, (a, mut b): (u32, u32)) -> u32 {
+                    1
+                }
+            ),
+        );
+        assert_eq!(
+            companion_sig(&out, "pair_invalidate"),
+            norm("async fn pair_invalidate((a, mut b): (u32, u32))")
+        );
+    }
+
+    #[test]
+    fn companions_keep_cfg_and_unraw_the_name() {
+        let out = expand_ok(
+            quote!(),
+            quote!(
+                #[cfg(feature = "db")]
+                #[must_use]
+                async fn r#type(id: u32) -> u32 {
+                    id
+                }
+            ),
+        );
+        assert!(
+            out.contains(&norm("async fn type_invalidate(id: u32)")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&norm("async fn type_invalidate_all()")),
+            "{out}"
+        );
+        assert_eq!(
+            out.matches(&norm(quote!(#[cfg(feature = "db")]))).count(),
+            3,
+            "{out}"
+        );
+        assert_eq!(out.matches(&norm(quote!(#[must_use]))).count(), 1, "{out}");
+    }
+
+    #[test]
+    fn no_companions_on_error() {
+        let out = cached_query(
+            quote!(ttl = 0),
+            quote!(
+                async fn f(id: u32) -> u32 {
+                    id
+                }
+            ),
+        )
+        .to_string();
+        assert!(!out.contains("f_invalidate"), "{out}");
     }
 
     #[test]
@@ -276,7 +661,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains(&norm(quote!(Key::new(&__CACHE_SPEC, &(&a, &b,))))),
+            out.contains(&norm(quote!(Key::new(&__CACHE_SPEC, &(&a, &b,), &())))),
             "{out}"
         );
     }
@@ -298,7 +683,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains(&norm(quote!(Key::new(&__CACHE_SPEC, &())))),
+            out.contains(&norm(quote!(Key::new(&__CACHE_SPEC, &(), &())))),
             "{out}"
         );
     }
@@ -425,7 +810,19 @@ mod tests {
              #![allow(unused)] static __CACHE_SPEC",
         );
         assert!(out.starts_with(&head), "{out}");
-        assert!(out.ends_with(&norm("async move { 1 }).await }")), "{out}");
+        assert!(
+            out.contains(&norm("async move { 1 }).await } #[doc =")),
+            "{out}"
+        );
+        // Companions are neither `unsafe` nor `#[must_use]`, and keep the lifetimes.
+        assert!(
+            out.contains(&norm(
+                "pub(crate) async fn f_invalidate<'a>(x: &'a str) -> ::cache_runtime::Result<()> where 'a: 'a"
+            )),
+            "{out}"
+        );
+        assert_eq!(out.matches("unsafe").count(), 1, "{out}");
+        assert_eq!(out.matches("must_use").count(), 1, "{out}");
     }
 
     #[test]

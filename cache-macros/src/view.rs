@@ -2,12 +2,13 @@
 //! `cache_runtime::__private::cached_view` with a hidden request extractor in front.
 
 use proc_macro2::{Span, TokenStream};
-use quote::{ToTokens, quote};
+use quote::{ToTokens, format_ident, quote};
+use syn::ext::IdentExt as _;
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{Expr, ExprLit, ItemFn, Lit, LitInt, LitStr, Path, Token, bracketed};
 
-const VALID: &str = "`ttl`, `version`, `vary`, `statuses`, `cache`";
+const VALID: &str = "`ttl`, `version`, `vary`, `statuses`, `tags`, `cache`";
 
 /// The arguments of `#[cached_view(...)]`.
 #[derive(Default)]
@@ -16,6 +17,7 @@ pub(crate) struct ViewArgs {
     version: Option<u64>,
     vary: Vec<LitStr>,
     statuses: Vec<u16>,
+    tags: Vec<LitStr>,
     cache: Option<Path>,
 }
 
@@ -125,6 +127,21 @@ impl Parse for ViewArgs {
                         }
                     }
                 }
+                "tags" => {
+                    if !input.peek(syn::token::Bracket) {
+                        return Err(input.error(
+                            "`tags` takes a list of string literals, like `tags = [\"users\"]`",
+                        ));
+                    }
+                    let content;
+                    bracketed!(content in input);
+                    for item in Punctuated::<Expr, Token![,]>::parse_terminated(&content)? {
+                        match view_tag(item) {
+                            Ok(tag) => args.tags.push(tag),
+                            Err(e) => combine(&mut errors, e),
+                        }
+                    }
+                }
                 "cache" => args.cache = Some(input.parse()?),
                 _ => {
                     combine(
@@ -147,6 +164,36 @@ impl Parse for ViewArgs {
             None => Ok(args),
         }
     }
+}
+
+/// One literal of `tags = [...]`: a view's tags name no parameters (pages follow the tags of the
+/// queries they call; a view tag is for the page as a whole).
+fn view_tag(item: Expr) -> syn::Result<LitStr> {
+    let Expr::Lit(ExprLit {
+        lit: Lit::Str(tag), ..
+    }) = item
+    else {
+        return Err(syn::Error::new_spanned(
+            item,
+            "`tags` takes string literals, like `tags = [\"users\"]`",
+        ));
+    };
+    let text = tag.value();
+    if text.is_empty() {
+        return Err(syn::Error::new_spanned(
+            &tag,
+            "a tag must not be empty: remove it from `tags`",
+        ));
+    }
+    if text.contains(['{', '}']) {
+        return Err(syn::Error::new_spanned(
+            &tag,
+            "view tags cannot interpolate parameters: use a literal tag such as `\"users\"`; \
+             the tags of the `#[cached_query]` functions the page calls (`\"user:{id}\"`) \
+             already invalidate it",
+        ));
+    }
+    Ok(tag)
 }
 
 /// The entry point: on any error, the function is still emitted next to the error.
@@ -189,19 +236,7 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
         .iter()
         .filter(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
     let defaultness = &modifiers.defaultness;
-    let name = &sig.ident;
-    let name_str = name.to_string();
-    let version = args.version.unwrap_or(1);
-    let ttl = match args.ttl {
-        Some(t) => quote!(::core::option::Option::Some(#t)),
-        None => quote!(::core::option::Option::None),
-    };
-    let vary = &args.vary;
-    let statuses = &args.statuses;
-    let cache = match &args.cache {
-        Some(path) => quote!(::core::option::Option::Some(#path as fn() -> ::cache_runtime::Cache)),
-        None => quote!(::core::option::Option::None),
-    };
+    let spec = spec(args, &sig.ident);
     // Keep the user's declared return type in play: it pins the body's type where it can be
     // named, and keeps its imports used where it is `impl Trait`.
     let body = block.to_token_stream();
@@ -231,19 +266,83 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
         syn::parse_quote!(#req: ::cache_runtime::__private::ViewRequest),
     );
     sig.output = syn::parse_quote!(-> ::cache_runtime::__private::ViewResponse);
+    let companions = companions(func, &spec);
     quote! {
         #(#outer)*
         #vis #defaultness #sig {
             #(#inner)*
-            static __CACHE_VIEW: ::cache_runtime::__private::ViewSpec = ::cache_runtime::__private::ViewSpec {
-                function: ::core::concat!(::core::module_path!(), "::", #name_str),
-                version: #version,
-                ttl: #ttl,
-                vary: &[#(#vary),*],
-                statuses: &[#(#statuses),*],
-                cache: #cache,
-            };
+            static __CACHE_VIEW: ::cache_runtime::__private::ViewSpec = #spec;
             ::cache_runtime::__private::cached_view(&__CACHE_VIEW, #req, async move #body).await
+        }
+        #companions
+    }
+}
+
+/// The `ViewSpec` literal, the same in the handler and its companions.
+fn spec(args: &ViewArgs, name: &syn::Ident) -> TokenStream {
+    let name = LitStr::new(&name.unraw().to_string(), name.span());
+    let version = args.version.unwrap_or(1);
+    let ttl = match args.ttl {
+        Some(t) => quote!(::core::option::Option::Some(#t)),
+        None => quote!(::core::option::Option::None),
+    };
+    let vary = &args.vary;
+    let statuses = &args.statuses;
+    let tags = &args.tags;
+    let cache = match &args.cache {
+        Some(path) => quote!(::core::option::Option::Some(#path as fn() -> ::cache_runtime::Cache)),
+        None => quote!(::core::option::Option::None),
+    };
+    quote! {
+        ::cache_runtime::__private::ViewSpec {
+            function: ::core::concat!(::core::module_path!(), "::", #name),
+            version: #version,
+            ttl: #ttl,
+            vary: &[#(#vary),*],
+            statuses: &[#(#statuses),*],
+            tags: &[#(#tags),*],
+            cache: #cache,
+        }
+    }
+}
+
+/// `{name}_invalidate(path_and_query)` and `{name}_invalidate_all()`, next to the handler with
+/// its visibility and `#[cfg]`s.
+fn companions(func: &ItemFn, spec: &TokenStream) -> TokenStream {
+    let ItemFn {
+        attrs, vis, sig, ..
+    } = func;
+    let private = quote!(::cache_runtime::__private);
+    let cfgs = attrs
+        .iter()
+        .filter(|attr| matches!(attr.style, syn::AttrStyle::Outer) && attr.path().is_ident("cfg"));
+    let cfgs = quote!(#(#cfgs)*);
+    let name = sig.ident.unraw().to_string();
+    let entry = format_ident!("{}_invalidate", name, span = sig.ident.span());
+    let all = format_ident!("{}_invalidate_all", name, span = sig.ident.span());
+    let errors = crate::query::ERRORS_DOC;
+    let entry_doc = format!(
+        " Invalidates the responses `{name}` cached for one URL: `path_and_query` is the \
+         request's path and query (`\"/users?page=2\"`); every `vary` value goes. Generated by `#[cached_view]`.\n\n{errors}"
+    );
+    let all_doc = format!(
+        " Invalidates every response `{name}` cached, all URLs and `vary` values, in O(1). \
+         Generated by `#[cached_view]`.\n\n{errors}"
+    );
+    quote! {
+        #cfgs
+        #[doc = #entry_doc]
+        #[allow(dead_code)]
+        #vis async fn #entry(path_and_query: &str) -> ::cache_runtime::Result<()> {
+            static __CACHE_VIEW: #private::ViewSpec = #spec;
+            #private::invalidate_view_path(&__CACHE_VIEW, path_and_query).await
+        }
+        #cfgs
+        #[doc = #all_doc]
+        #[allow(dead_code)]
+        #vis async fn #all() -> ::cache_runtime::Result<()> {
+            static __CACHE_VIEW: #private::ViewSpec = #spec;
+            #private::invalidate_view(&__CACHE_VIEW).await
         }
     }
 }
@@ -295,6 +394,85 @@ mod tests {
     }
 
     #[test]
+    fn tags_and_companions() {
+        let out = expand_str(
+            quote!(ttl = 900, tags = ["users", "pages:home"]),
+            quote!(
+                #[cfg(feature = "web")]
+                pub(crate) async fn page(State(db): State<Db>) -> Html<String> {
+                    render(db)
+                }
+            ),
+        );
+        let norm = |s: &str| s.split_whitespace().collect::<String>();
+        let out = norm(&out);
+        // The handler and both companions carry the same spec, with the tags.
+        assert_eq!(
+            out.matches(&norm("tags : & [\"users\" , \"pages:home\"]"))
+                .count(),
+            3,
+            "{out}"
+        );
+        assert_eq!(
+            out.matches(&norm("static __CACHE_VIEW")).count(),
+            3,
+            "{out}"
+        );
+        assert!(
+            out.contains(&norm(
+                "pub (crate) async fn page_invalidate (path_and_query : & str) -> :: cache_runtime :: Result < () > { \
+                 static __CACHE_VIEW"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&norm(
+                ":: cache_runtime :: __private :: invalidate_view_path (& __CACHE_VIEW , path_and_query) . await"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&norm(
+                "pub (crate) async fn page_invalidate_all () -> :: cache_runtime :: Result < () >"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&norm(
+                ":: cache_runtime :: __private :: invalidate_view (& __CACHE_VIEW) . await"
+            )),
+            "{out}"
+        );
+        assert_eq!(
+            out.matches(&norm("# [cfg (feature = \"web\")]")).count(),
+            3,
+            "{out}"
+        );
+        assert_eq!(
+            out.matches(&norm("# [allow (dead_code)]")).count(),
+            2,
+            "{out}"
+        );
+        assert_eq!(out.matches("#[doc=").count(), 2, "{out}");
+
+        // No tags: an empty list, always present.
+        let out = expand_str(
+            quote!(),
+            quote!(
+                async fn r#type() -> &'static str {
+                    ""
+                }
+            ),
+        );
+        assert!(out.contains("tags : & []"), "{out}");
+        assert!(out.contains("\"type\""), "{out}");
+        assert!(
+            out.contains("async fn type_invalidate (path_and_query"),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn misuse_is_an_error() {
         for (args, item, message) in [
             (
@@ -331,6 +509,41 @@ mod tests {
                     async fn f() {}
                 ),
                 "from 100 to 599",
+            ),
+            (
+                quote!(tags = ["user:{id}"]),
+                quote!(
+                    async fn f() {}
+                ),
+                "view tags cannot interpolate parameters",
+            ),
+            (
+                quote!(tags = ["a}"]),
+                quote!(
+                    async fn f() {}
+                ),
+                "view tags cannot interpolate parameters",
+            ),
+            (
+                quote!(tags = [""]),
+                quote!(
+                    async fn f() {}
+                ),
+                "a tag must not be empty",
+            ),
+            (
+                quote!(tags = [USERS]),
+                quote!(
+                    async fn f() {}
+                ),
+                "`tags` takes string literals",
+            ),
+            (
+                quote!(tags = "users"),
+                quote!(
+                    async fn f() {}
+                ),
+                "`tags` takes a list of string literals",
             ),
             (
                 quote!(ttl = 5, ttl = 6),

@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::backend::memory::MemoryBackend;
-use crate::backend::{AnyBackend, Backend};
+use crate::backend::{AnyBackend, Backend, Lookup};
 use crate::breaker::Breaker;
 use crate::codec::CodecKind;
 use crate::error::{Error, ErrorKind, Result};
@@ -308,21 +308,44 @@ impl Cache {
         key
     }
 
-    /// Reads raw bytes; a backend failure is logged, counted and reported as `None`.
-    pub(crate) async fn read(&self, key: &str, name: &'static str) -> Option<Bytes> {
+    /// Runs one backend operation behind the circuit breaker: a failure is logged, counted
+    /// and reported as `None`.
+    pub(crate) async fn guarded<T>(
+        &self,
+        name: &'static str,
+        op: &'static str,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Option<T> {
         if !self.inner.breaker.allow() {
             self.inner.counters.count(Event::Skipped, name);
             return None;
         }
-        match self.inner.backend.get(key).await {
+        match fut.await {
             Ok(value) => {
                 self.inner.breaker.success();
-                value
+                Some(value)
             }
             Err(e) => {
-                self.backend_failed(&e, "read", key, name);
+                self.backend_failed(&e, op, name, name);
                 None
             }
+        }
+    }
+
+    /// Reads a value and checks its generations; a backend failure is a miss.
+    pub(crate) async fn read(&self, key: &str, name: &'static str) -> Lookup {
+        let gen_prefix = self.gen_prefix();
+        let lookup = self
+            .guarded(name, "read", self.inner.backend.get_fresh(key, &gen_prefix))
+            .await;
+        match lookup {
+            Some(Lookup::Stale) => {
+                self.inner.counters.count(Event::Stale, name);
+                tracing::debug!(key, name, "cache: stale value (invalidated)");
+                Lookup::Stale
+            }
+            Some(lookup) => lookup,
+            None => Lookup::Missing,
         }
     }
 
@@ -362,12 +385,20 @@ impl Cache {
     /// `cache.get`). Unlike cached functions, backend errors are returned.
     pub async fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let full = self.full_key(&format!("1:{key}"));
-        let Some(bytes) = self.inner.backend.get(&full).await? else {
-            self.inner.counters.count(Event::Miss, "get");
-            return Ok(None);
+        let bytes = match self
+            .inner
+            .backend
+            .get_fresh(&full, &self.gen_prefix())
+            .await?
+        {
+            Lookup::Found(bytes) => bytes,
+            Lookup::Missing | Lookup::Stale => {
+                self.inner.counters.count(Event::Miss, "get");
+                return Ok(None);
+            }
         };
         match crate::query::decode::<T, crate::codec::CacheDefault>(self, &bytes) {
-            Some(v) => {
+            Some((_, v)) => {
                 self.inner.counters.count(Event::Hit, "get");
                 Ok(Some(v))
             }
@@ -386,8 +417,19 @@ impl Cache {
         ttl: Option<Duration>,
     ) -> Result<()> {
         let full = self.full_key(&format!("1:{key}"));
-        let bytes =
-            crate::query::encode::<T, crate::codec::CacheDefault>(self, value, Duration::ZERO)?;
+        let all = [(self.gen_prefix() + crate::invalidate::ALL, None)];
+        let generation = self
+            .inner
+            .backend
+            .generations(&all, &[rand::random()])
+            .await?;
+        let deps = vec![(crate::invalidate::ALL.to_owned(), generation[0])];
+        let bytes = crate::query::encode::<T, crate::codec::CacheDefault>(
+            self,
+            value,
+            Duration::ZERO,
+            deps,
+        )?;
         if bytes.len() > self.inner.max_value_size {
             return Err(Error::new(
                 ErrorKind::TooLarge,
@@ -406,28 +448,20 @@ impl Cache {
 
     /// Deletes every entry under this cache's prefix (`SCAN` + `UNLINK` in batches on Redis,
     /// never `KEYS` or `FLUSHDB`; other prefixes and other programs' keys are untouched).
-    /// Returns how many entries were removed.
+    /// Returns how many keys were removed: values and their generation counters.
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
     /// let cache = cache_runtime::Cache::builder("memory://").prefix("app").build().await?;
     /// cache.set("a", &1, None).await?;
     /// cache.set("b", &2, None).await?;
-    /// assert_eq!(cache.clear().await?, 2);
+    /// assert_eq!(cache.clear().await?, 3); // two values and the `all` generation
     /// assert_eq!(cache.get::<i32>("a").await?, None);
     /// # Ok::<(), cache_runtime::Error>(())
     /// # }).unwrap();
     /// ```
     pub async fn clear(&self) -> Result<u64> {
         self.inner.backend.delete_prefix(&self.full_key("")).await
-    }
-
-    /// Deletes every entry whose logical key (`{version}:{name}...`) starts with `logical_prefix`.
-    pub(crate) async fn delete_logical_prefix(&self, logical_prefix: &str) -> Result<u64> {
-        self.inner
-            .backend
-            .delete_prefix(&self.full_key(logical_prefix))
-            .await
     }
 
     /// Deletes `{prefix}:1:{key}`; true when it existed.

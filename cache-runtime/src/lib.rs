@@ -35,6 +35,7 @@ pub mod codec;
 mod envelope;
 mod error;
 mod flight;
+mod invalidate;
 pub mod key;
 mod query;
 mod stats;
@@ -54,7 +55,8 @@ pub use stats::Stats;
 pub mod __private {
     pub use crate::codec::SelectCodec;
     pub use crate::query::{
-        Cacheable, Key, QuerySpec, cached_result, cached_value, decode_untrusted,
+        Cacheable, Key, QuerySpec, cached_result, cached_value, decode_untrusted, invalidate_entry,
+        invalidate_query,
     };
     #[cfg(feature = "axum")]
     pub use crate::view::cached_view;
@@ -62,5 +64,8 @@ pub mod __private {
     #[cfg(feature = "axum")]
     pub type ViewResponse = axum::response::Response;
     #[cfg(feature = "view")]
-    pub use crate::view::{ViewRequest, ViewSpec};
+    pub use crate::view::{
+        ViewRequest, ViewSpec, invalidate_spec as invalidate_view,
+        invalidate_spec_path as invalidate_view_path,
+    };
 }

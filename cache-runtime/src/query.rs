@@ -8,11 +8,13 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::backend::Lookup;
 use crate::cache::{Cache, current};
 use crate::codec::SelectCodec;
 use crate::envelope::{self, Header};
 use crate::error::Result;
 use crate::flight::{self, Join};
+use crate::invalidate;
 use crate::key;
 use crate::stats::Event;
 
@@ -48,24 +50,50 @@ impl QuerySpec {
     }
 }
 
-/// The logical key of one call: `{version}:{name}[:{args}]`, before the cache's prefix.
+/// The logical key of one call (`{version}:{name}[:{args}]`, before the cache's prefix)
+/// and its interpolated tags.
 #[doc(hidden)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Key {
     logical: Option<String>,
+    tags: Vec<String>,
 }
 
 impl Key {
-    /// Encodes the call's key arguments (a tuple of references) for `spec`.
-    pub fn new<A: Serialize + ?Sized>(spec: &'static QuerySpec, args: &A) -> Key {
-        match key::encode_args(args).map(|parts| logical_key(spec, &parts)) {
-            Ok(Some(logical)) => Key {
-                logical: Some(logical),
-            },
-            Ok(None) => Key { logical: None },
+    /// Encodes the call's key arguments and the values of its tag placeholders (each a
+    /// tuple of references, in order) for `spec`.
+    pub fn new<A: Serialize + ?Sized, T: Serialize + ?Sized>(
+        spec: &'static QuerySpec,
+        key_args: &A,
+        tag_args: &T,
+    ) -> Key {
+        let encoded = key::encode_args(key_args).and_then(|k| Ok((k, key::encode_args(tag_args)?)));
+        match encoded {
+            Ok((parts, tag_parts)) => {
+                let tags = interpolate_tags(spec.tags, &tag_parts);
+                match (logical_key(spec, &parts), tags) {
+                    (Some(logical), Some(tags)) => Key {
+                        logical: Some(logical),
+                        tags,
+                    },
+                    _ => {
+                        tracing::error!(
+                            function = spec.function,
+                            "cache: key or tag templates do not match their arguments"
+                        );
+                        Key {
+                            logical: None,
+                            tags: Vec::new(),
+                        }
+                    }
+                }
+            }
             Err(e) => {
                 tracing::warn!(function = spec.function, error = %e, "cache: key not encodable; running uncached");
-                Key { logical: None }
+                Key {
+                    logical: None,
+                    tags: Vec::new(),
+                }
             }
         }
     }
@@ -74,6 +102,30 @@ impl Key {
     pub fn as_str(&self) -> Option<&str> {
         self.logical.as_deref()
     }
+
+    /// The tags with their placeholders filled in.
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+}
+
+/// Fills `{placeholder}`s of the tag templates, in order, with `values`.
+fn interpolate_tags(templates: &[&str], values: &[String]) -> Option<Vec<String>> {
+    let mut values = values.iter();
+    let mut tags = Vec::with_capacity(templates.len());
+    for template in templates {
+        let mut tag = String::with_capacity(template.len() + 16);
+        let mut rest = *template;
+        while let Some(open) = rest.find('{') {
+            let close = rest[open..].find('}')? + open;
+            tag.push_str(&rest[..open]);
+            tag.push_str(values.next()?);
+            rest = &rest[close + 1..];
+        }
+        tag.push_str(rest);
+        tags.push(tag);
+    }
+    values.next().is_none().then_some(tags)
 }
 
 fn logical_key(spec: &QuerySpec, parts: &[String]) -> Option<String> {
@@ -140,6 +192,26 @@ where
     cached::<Result<T, E>, T, C, F>(spec, key, fut, |r| r.as_ref().ok(), Ok).await
 }
 
+impl QuerySpec {
+    fn ttl(&self, cache: &Cache) -> Duration {
+        self.ttl
+            .map_or(cache.inner.default_ttl, Duration::from_secs)
+    }
+
+    /// The generations a fill of `key` depends on.
+    fn wanted(&self, cache: &Cache, logical: &str, tags: &[String]) -> Vec<invalidate::Wanted> {
+        let mut wanted = Vec::with_capacity(3 + tags.len());
+        wanted.push((invalidate::ALL.to_owned(), None));
+        wanted.push((invalidate::query(self.function), None));
+        wanted.push((
+            invalidate::entry(logical),
+            invalidate::entry_gen_ttl(self.ttl(cache)),
+        ));
+        wanted.extend(tags.iter().map(|t| (invalidate::tag(t), None)));
+        wanted
+    }
+}
+
 async fn cached<O, T, C, F>(
     spec: &'static QuerySpec,
     key: Key,
@@ -152,19 +224,23 @@ where
     C: SelectCodec,
     F: Future<Output = O>,
 {
-    let (Some(cache), Some(logical)) = (spec.resolve(), key.logical) else {
+    let (Some(cache), Some(logical)) = (spec.resolve(), key.logical.as_deref()) else {
         return fut.await;
     };
     let name = spec.function;
     let counters = &cache.inner.counters;
-    let full = cache.full_key(&logical);
+    let full = cache.full_key(logical);
     let leader = match cache.inner.flights.join(&full) {
         Join::Leader(leader) => leader,
         Join::Follower(slot) => {
+            // The leader's fill may have started before an invalidation that returned
+            // before this call began: check its generations before serving it.
             if let Some(bytes) = flight::wait(slot).await
-                && let Some(value) = decode::<T, C>(&cache, &bytes)
+                && let Some((header, value)) = decode::<T, C>(&cache, &bytes)
+                && cache.still_fresh(&header.deps, name).await
             {
                 counters.count(Event::Hit, name);
+                invalidate::record(&header.deps);
                 tracing::debug!(key = %logical, name, "cache hit (shared flight)");
                 return wrap(value);
             }
@@ -173,11 +249,12 @@ where
         }
     };
 
-    if let Some(bytes) = cache.read(&full, name).await {
+    if let Lookup::Found(bytes) = cache.read(&full, name).await {
         match decode::<T, C>(&cache, &bytes) {
-            Some(value) => {
+            Some((header, value)) => {
                 counters.count(Event::Hit, name);
                 counters.read_bytes(bytes.len());
+                invalidate::record(&header.deps);
                 tracing::debug!(key = %logical, name, "cache hit");
                 leader.publish(bytes);
                 return wrap(value);
@@ -191,46 +268,108 @@ where
     counters.count(Event::Miss, name);
     tracing::debug!(key = %logical, name, "cache miss");
 
+    // Generations are read before the body runs: an invalidation from here on makes this
+    // fill's value stale even if it is written after the invalidation returned.
+    let generations = cache
+        .start_fill(spec.wanted(&cache, logical, &key.tags), name)
+        .await;
     let started = Instant::now();
-    let out = fut.await;
-    if let Some(value) = cacheable(&out) {
-        match encode::<T, C>(&cache, value, started.elapsed()) {
-            Ok(bytes) => {
-                let ttl = spec
-                    .ttl
-                    .map_or(cache.inner.default_ttl, Duration::from_secs);
-                cache.write(&full, bytes.clone(), ttl, name).await;
-                leader.publish(bytes);
+    let (out, inner) = invalidate::collect(fut).await;
+    let Some(value) = cacheable(&out) else {
+        invalidate::record(&inner);
+        return out;
+    };
+    let stored = generations.is_some();
+    let mut deps = generations.unwrap_or_default();
+    deps.extend(inner);
+    invalidate::record(&deps);
+    match encode::<T, C>(&cache, value, started.elapsed(), deps) {
+        Ok(bytes) => {
+            // Without generations (the backend failed) the value is shared with waiting
+            // callers but not stored: it could not be checked against invalidations.
+            if stored {
+                cache
+                    .write(&full, bytes.clone(), spec.ttl(&cache), name)
+                    .await;
             }
-            Err(e) => {
-                tracing::warn!(key = %logical, name, error = %e, "cache: value not encodable; not stored")
-            }
+            leader.publish(bytes);
+        }
+        Err(e) => {
+            tracing::warn!(key = %logical, name, error = %e, "cache: value not encodable; not stored")
         }
     }
     out
 }
 
-/// Envelope + payload for `value`.
+/// Invalidates the one entry `key` names: its generation is replaced and the entry removed
+/// in one step, so a fill that raced this call is never served.
+#[doc(hidden)]
+pub async fn invalidate_entry(spec: &'static QuerySpec, key: Key) -> Result<()> {
+    let cache = no_cache_is_an_error(spec.resolve(), spec.function)?;
+    let Some(logical) = key.logical.as_deref() else {
+        return Err(crate::Error::new(
+            crate::ErrorKind::Codec,
+            format!(
+                "cannot invalidate an entry of `{}`: its key arguments could not be encoded",
+                spec.function
+            ),
+        ));
+    };
+    let ttl = invalidate::entry_gen_ttl(spec.ttl(&cache));
+    cache
+        .bump(
+            &invalidate::entry(logical),
+            ttl,
+            Some(&cache.full_key(logical)),
+        )
+        .await
+}
+
+/// Invalidates every entry of the function `spec` describes, in one write.
+#[doc(hidden)]
+pub async fn invalidate_query(spec: &'static QuerySpec) -> Result<()> {
+    let cache = no_cache_is_an_error(spec.resolve(), spec.function)?;
+    cache
+        .bump(&invalidate::query(spec.function), None, None)
+        .await
+}
+
+/// An invalidation with no cache to act on did not happen: that must not look like success
+/// (the caller may have meant a cache it forgot to `install` or `scope`).
+pub(crate) fn no_cache_is_an_error(cache: Option<Cache>, function: &str) -> Result<Cache> {
+    cache.ok_or_else(|| {
+        crate::Error::new(
+            crate::ErrorKind::Config,
+            format!("cannot invalidate `{function}`: no cache installed (call cache_runtime::install, or run inside cache_runtime::scope)"),
+        )
+    })
+}
+
+/// Envelope (recording `deps`) + payload for `value`.
 pub(crate) fn encode<T: Serialize + ?Sized, C: SelectCodec>(
     cache: &Cache,
     value: &T,
     cost: Duration,
+    deps: invalidate::Deps,
 ) -> Result<Bytes> {
-    let mut buf = Header::now(C::codec_id(cache.inner.codec), cost).write(256);
+    let mut header = Header::now(C::codec_id(cache.inner.codec), cost);
+    header.deps = deps;
+    let mut buf = header.write(256);
     C::encode_with(cache.inner.codec, value, &mut buf)?;
     Ok(Bytes::from(buf))
 }
 
-/// The value in `bytes`, or `None` when they are not an envelope of this codec.
+/// The header and value in `bytes`, or `None` when they are not an envelope of this codec.
 pub(crate) fn decode<T: DeserializeOwned, C: SelectCodec>(
     cache: &Cache,
     bytes: &[u8],
-) -> Option<T> {
+) -> Option<(Header, T)> {
     let (header, payload) = envelope::read(bytes)?;
     if header.kind != 0 || header.codec != C::codec_id(cache.inner.codec) {
         return None;
     }
-    C::decode_with(cache.inner.codec, payload).ok()
+    let value = C::decode_with(cache.inner.codec, payload).ok()?;
+    Some((header, value))
 }
 
 /// Decodes arbitrary bytes as a stored value with every compiled codec, for the fuzz target
@@ -296,9 +435,12 @@ mod tests {
 
     #[test]
     fn default_key_is_version_function_args() {
-        assert_eq!(Key::new(&PLAIN, &()).as_str(), Some("3:app::users::active"));
         assert_eq!(
-            Key::new(&PLAIN, &(&1u32, &"a:b")).as_str(),
+            Key::new(&PLAIN, &(), &()).as_str(),
+            Some("3:app::users::active")
+        );
+        assert_eq!(
+            Key::new(&PLAIN, &(&1u32, &"a:b"), &()).as_str(),
             Some("3:app::users::active:1,a%3Ab")
         );
     }
@@ -306,15 +448,15 @@ mod tests {
     #[test]
     fn template_interpolates_in_order() {
         assert_eq!(
-            Key::new(&TEMPLATED, &(&42u32,)).as_str(),
+            Key::new(&TEMPLATED, &(&42u32,), &()).as_str(),
             Some("1:user:42:posts")
         );
         assert_eq!(
-            Key::new(&TEMPLATED, &(&"x:y",)).as_str(),
+            Key::new(&TEMPLATED, &(&"x:y",), &()).as_str(),
             Some("1:user:x%3Ay:posts")
         );
         assert_eq!(
-            Key::new(&TEMPLATED, &(&1u8, &2u8)).as_str(),
+            Key::new(&TEMPLATED, &(&1u8, &2u8), &()).as_str(),
             None,
             "arity mismatch"
         );

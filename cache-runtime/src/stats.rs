@@ -20,6 +20,8 @@ pub struct Stats {
     pub misses: u64,
     /// Values written after a miss.
     pub fills: u64,
+    /// Values found but invalidated since they were filled (counted as misses too).
+    pub stale: u64,
     /// Stored bytes that were not a valid value (foreign, corrupt, other codec): misses.
     pub decode_errors: u64,
     /// Backend operations that failed or timed out (each became a miss or a skipped write).
@@ -37,6 +39,7 @@ pub(crate) struct Counters {
     hits: AtomicU64,
     misses: AtomicU64,
     fills: AtomicU64,
+    stale: AtomicU64,
     decode_errors: AtomicU64,
     backend_errors: AtomicU64,
     skipped: AtomicU64,
@@ -50,6 +53,7 @@ pub(crate) enum Event {
     Hit,
     Miss,
     Fill,
+    Stale,
     DecodeError,
     BackendError,
     Skipped,
@@ -61,6 +65,7 @@ impl Event {
             Event::Hit => "cache_hits_total",
             Event::Miss => "cache_misses_total",
             Event::Fill => "cache_fills_total",
+            Event::Stale => "cache_stale_total",
             Event::DecodeError => "cache_decode_errors_total",
             Event::BackendError => "cache_backend_errors_total",
             Event::Skipped => "cache_skipped_total",
@@ -74,6 +79,7 @@ impl Counters {
             Event::Hit => &self.hits,
             Event::Miss => &self.misses,
             Event::Fill => &self.fills,
+            Event::Stale => &self.stale,
             Event::DecodeError => &self.decode_errors,
             Event::BackendError => &self.backend_errors,
             Event::Skipped => &self.skipped,
@@ -95,6 +101,7 @@ impl Counters {
             hits: self.hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
             fills: self.fills.load(Relaxed),
+            stale: self.stale.load(Relaxed),
             decode_errors: self.decode_errors.load(Relaxed),
             backend_errors: self.backend_errors.load(Relaxed),
             skipped: self.skipped.load(Relaxed),

@@ -1,5 +1,6 @@
-//! Compile-time behaviour of `#[cached_query]`: what compiles, and the one clear error each
-//! misuse gives. Regenerate the expected errors with
+//! Compile-time behaviour of `#[cached_query]` and `#[cached_view]` (their invalidation
+//! companions included): what compiles, and the one clear error each misuse gives. Pass files
+//! also run. Regenerate the expected errors with
 //! `TRYBUILD=overwrite cargo test -p cache-tests --test ui`, then read every `.stderr`.
 
 #[test]

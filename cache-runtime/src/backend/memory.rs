@@ -5,8 +5,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moka::Expiry;
 
-use super::Backend;
+use super::{Backend, Lookup};
+use crate::envelope;
 use crate::error::Result;
+
+/// Most generation counters kept in memory; an evicted one is recreated with a new random
+/// value, which only makes the entries that recorded it stale (never wrongly fresh).
+const MAX_GENERATIONS: u64 = 1_000_000;
 
 /// Fixed per-entry cost added to key and value sizes when weighing an entry.
 const ENTRY_OVERHEAD: usize = 64;
@@ -34,9 +39,38 @@ impl Expiry<String, Entry> for PerEntryTtl {
     }
 }
 
+#[derive(Clone, Copy)]
+struct Generation {
+    value: u64,
+    ttl: Option<Duration>,
+}
+
+struct GenerationTtl;
+
+impl Expiry<String, Generation> for GenerationTtl {
+    fn expire_after_create(
+        &self,
+        _key: &String,
+        g: &Generation,
+        _now: Instant,
+    ) -> Option<Duration> {
+        g.ttl
+    }
+    fn expire_after_update(
+        &self,
+        _key: &String,
+        g: &Generation,
+        _now: Instant,
+        _current: Option<Duration>,
+    ) -> Option<Duration> {
+        g.ttl
+    }
+}
+
 /// An in-process store; entries are evicted by size (TinyLFU) and expire by their TTL.
 pub struct MemoryBackend {
     entries: moka::sync::Cache<String, Entry>,
+    generations: moka::sync::Cache<String, Generation>,
 }
 
 impl MemoryBackend {
@@ -49,14 +83,18 @@ impl MemoryBackend {
             })
             .expire_after(PerEntryTtl)
             .build();
-        MemoryBackend { entries }
+        let generations = moka::sync::Cache::builder()
+            .max_capacity(MAX_GENERATIONS)
+            .expire_after(GenerationTtl)
+            .build();
+        MemoryBackend {
+            entries,
+            generations,
+        }
     }
 }
 
 impl Backend for MemoryBackend {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        Ok(self.entries.get(key).map(|e| e.value))
-    }
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
         self.entries.insert(key.to_owned(), Entry { value, ttl });
         Ok(())
@@ -65,16 +103,80 @@ impl Backend for MemoryBackend {
         Ok(self.entries.remove(key).is_some())
     }
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
-        let keys: Vec<_> = self
+        let mut removed = 0;
+        let entries: Vec<_> = self
             .entries
             .iter()
             .map(|(k, _)| k)
             .filter(|k| k.starts_with(prefix))
             .collect();
-        let mut removed = 0;
-        for key in keys {
+        for key in entries {
             removed += u64::from(self.entries.remove(key.as_str()).is_some());
         }
+        let generations: Vec<_> = self
+            .generations
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with(prefix))
+            .collect();
+        for key in generations {
+            removed += u64::from(self.generations.remove(key.as_str()).is_some());
+        }
         Ok(removed)
+    }
+
+    async fn get_fresh(&self, key: &str, gen_prefix: &str) -> Result<Lookup> {
+        let Some(entry) = self.entries.get(key) else {
+            return Ok(Lookup::Missing);
+        };
+        if let Some((header, _)) = envelope::read(&entry.value)
+            && !self.check(gen_prefix, &header.deps).await?
+        {
+            return Ok(Lookup::Stale);
+        }
+        Ok(Lookup::Found(entry.value))
+    }
+
+    async fn check(&self, gen_prefix: &str, deps: &[(String, u64)]) -> Result<bool> {
+        let mut name = String::from(gen_prefix);
+        for (dep, recorded) in deps {
+            name.truncate(gen_prefix.len());
+            name.push_str(dep);
+            if self.generations.get(&name).map(|g| g.value) != Some(*recorded) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    async fn generations(
+        &self,
+        keys: &[(String, Option<Duration>)],
+        offered: &[u64],
+    ) -> Result<Vec<u64>> {
+        Ok(keys
+            .iter()
+            .zip(offered)
+            .map(|((key, ttl), &value)| {
+                self.generations
+                    .get_with_by_ref(key.as_str(), || Generation { value, ttl: *ttl })
+                    .value
+            })
+            .collect())
+    }
+
+    async fn bump(
+        &self,
+        gen_key: &str,
+        value: u64,
+        ttl: Option<Duration>,
+        entry: Option<&str>,
+    ) -> Result<()> {
+        self.generations
+            .insert(gen_key.to_owned(), Generation { value, ttl });
+        if let Some(entry) = entry {
+            self.entries.remove(entry);
+        }
+        Ok(())
     }
 }

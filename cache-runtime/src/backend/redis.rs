@@ -7,13 +7,73 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::Backend;
+use super::{Backend, Lookup};
 use crate::error::{Error, ErrorKind, Result};
+
+/// Reads an entry and checks every generation its envelope records (see `envelope.rs` for
+/// the layout), in one round trip. Returns the value, `false` when missing, `0` when stale.
+/// Bytes that are not an envelope are returned as they are: the caller rejects them.
+/// (It reads generation keys it is not given in KEYS: fine on a single Redis; Cluster needs
+/// hash tags and comes later.)
+const GET_FRESH: &str = r"
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if string.len(v) < 20 or string.sub(v, 1, 3) ~= 'CR\1' then return v end
+local n = string.byte(v, 19) + 256 * string.byte(v, 20)
+local pos = 21
+for i = 1, n do
+  local len = string.byte(v, pos) + 256 * string.byte(v, pos + 1)
+  local name = string.sub(v, pos + 2, pos + 1 + len)
+  local gen = string.sub(v, pos + 2 + len, pos + 9 + len)
+  if redis.call('GET', ARGV[1] .. name) ~= gen then return 0 end
+  pos = pos + 10 + len
+end
+return v
+";
+
+/// Whether recorded generations still hold (ARGV: prefix, then name, value per dependency).
+const CHECK: &str = r"
+for i = 2, #ARGV, 2 do
+  if redis.call('GET', ARGV[1] .. ARGV[i]) ~= ARGV[i + 1] then return 0 end
+end
+return 1
+";
+
+/// Current generations, creating missing ones (ARGV: value, ttl in ms or 0, per key).
+const GENERATIONS: &str = r"
+local out = {}
+for i = 1, #KEYS do
+  local v = redis.call('GET', KEYS[i])
+  if not v then
+    v = ARGV[2 * i - 1]
+    local ttl = tonumber(ARGV[2 * i])
+    if ttl > 0 then redis.call('SET', KEYS[i], v, 'PX', ttl) else redis.call('SET', KEYS[i], v) end
+  end
+  out[i] = v
+end
+return out
+";
+
+/// Replaces a generation and removes an entry in one atomic step (KEYS: gen[, entry]).
+const BUMP: &str = r"
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl) else redis.call('SET', KEYS[1], ARGV[1]) end
+if KEYS[2] then redis.call('UNLINK', KEYS[2]) end
+return 1
+";
 
 /// A Redis server reached through one multiplexed, self-reconnecting connection.
 pub struct RedisBackend {
     conn: ConnectionManager,
     timeout: Duration,
+    get_fresh: redis::Script,
+    check: redis::Script,
+    generations: redis::Script,
+    bump: redis::Script,
+}
+
+fn ttl_ms(ttl: Option<Duration>) -> u64 {
+    ttl.map_or(0, |t| t.as_millis().clamp(1, u64::MAX as u128) as u64)
 }
 
 impl RedisBackend {
@@ -29,7 +89,14 @@ impl RedisBackend {
         let conn = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
             Error::with_source(ErrorKind::Config, "cannot set up the Redis connection", e)
         })?;
-        Ok(RedisBackend { conn, timeout })
+        Ok(RedisBackend {
+            conn,
+            timeout,
+            get_fresh: redis::Script::new(GET_FRESH),
+            check: redis::Script::new(CHECK),
+            generations: redis::Script::new(GENERATIONS),
+            bump: redis::Script::new(BUMP),
+        })
     }
 
     /// Runs one command on a clone of the shared connection, within the timeout.
@@ -72,15 +139,6 @@ fn glob_escape(prefix: &str) -> String {
 }
 
 impl Backend for RedisBackend {
-    async fn get(&self, key: &str) -> Result<Option<Bytes>> {
-        let value: Option<Vec<u8>> = self
-            .run("GET", |mut c| async move {
-                redis::cmd("GET").arg(key).query_async(&mut c).await
-            })
-            .await?;
-        Ok(value.map(Bytes::from))
-    }
-
     async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
         let ms = ttl.as_millis().clamp(1, u64::MAX as u128) as u64;
         self.run("SET", |mut c| async move {
@@ -135,6 +193,126 @@ impl Backend for RedisBackend {
             }
             cursor = next;
         }
+    }
+
+    async fn get_fresh(&self, key: &str, gen_prefix: &str) -> Result<Lookup> {
+        self.get_fresh_impl(key, gen_prefix).await
+    }
+
+    async fn check(&self, gen_prefix: &str, deps: &[(String, u64)]) -> Result<bool> {
+        self.check_impl(gen_prefix, deps).await
+    }
+
+    async fn generations(
+        &self,
+        keys: &[(String, Option<Duration>)],
+        offered: &[u64],
+    ) -> Result<Vec<u64>> {
+        self.generations_impl(keys, offered).await
+    }
+
+    async fn bump(
+        &self,
+        gen_key: &str,
+        value: u64,
+        ttl: Option<Duration>,
+        entry: Option<&str>,
+    ) -> Result<()> {
+        self.bump_impl(gen_key, value, ttl, entry).await
+    }
+}
+
+impl RedisBackend {
+    async fn get_fresh_impl(&self, key: &str, gen_prefix: &str) -> Result<Lookup> {
+        let value: redis::Value = self
+            .run("GET (checked)", |mut c| async move {
+                self.get_fresh
+                    .key(key)
+                    .arg(gen_prefix)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        match value {
+            redis::Value::Nil => Ok(Lookup::Missing),
+            redis::Value::Int(0) => Ok(Lookup::Stale),
+            redis::Value::BulkString(bytes) => Ok(Lookup::Found(Bytes::from(bytes))),
+            other => Err(Error::new(
+                ErrorKind::Backend,
+                format!("unexpected reply to a checked GET: {other:?}"),
+            )),
+        }
+    }
+
+    async fn check_impl(&self, gen_prefix: &str, deps: &[(String, u64)]) -> Result<bool> {
+        if deps.is_empty() {
+            return Ok(true);
+        }
+        let mut invocation = self.check.prepare_invoke();
+        invocation.arg(gen_prefix);
+        for (name, value) in deps {
+            invocation.arg(name).arg(&value.to_le_bytes()[..]);
+        }
+        let invocation = &invocation;
+        let fresh: i64 = self
+            .run("check", |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(fresh == 1)
+    }
+
+    async fn generations_impl(
+        &self,
+        keys: &[(String, Option<Duration>)],
+        offered: &[u64],
+    ) -> Result<Vec<u64>> {
+        let mut invocation = self.generations.prepare_invoke();
+        for ((key, ttl), value) in keys.iter().zip(offered) {
+            invocation
+                .key(key)
+                .arg(&value.to_le_bytes()[..])
+                .arg(ttl_ms(*ttl));
+        }
+        let invocation = &invocation;
+        let values: Vec<Vec<u8>> = self
+            .run("generations", |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        values
+            .into_iter()
+            .map(|v| {
+                <[u8; 8]>::try_from(v.as_slice())
+                    .map(u64::from_le_bytes)
+                    .map_err(|_| {
+                        Error::new(
+                            ErrorKind::Backend,
+                            "a generation counter holds a foreign value",
+                        )
+                    })
+            })
+            .collect()
+    }
+
+    async fn bump_impl(
+        &self,
+        gen_key: &str,
+        value: u64,
+        ttl: Option<Duration>,
+        entry: Option<&str>,
+    ) -> Result<()> {
+        let mut invocation = self.bump.prepare_invoke();
+        invocation.key(gen_key);
+        if let Some(entry) = entry {
+            invocation.key(entry);
+        }
+        invocation.arg(&value.to_le_bytes()[..]).arg(ttl_ms(ttl));
+        let invocation = &invocation;
+        self.run("bump", |mut c| async move {
+            invocation.invoke_async::<()>(&mut c).await
+        })
+        .await
     }
 }
 

@@ -66,6 +66,7 @@ struct Config {
     cache: Option<Cache>,
     vary: Vec<String>,
     statuses: Vec<u16>,
+    tags: Vec<String>,
     version: u64,
 }
 
@@ -80,6 +81,7 @@ impl CacheLayer {
                 cache: None,
                 vary: Vec::new(),
                 statuses: Vec::new(),
+                tags: Vec::new(),
                 version: 1,
             }),
         }
@@ -134,6 +136,17 @@ impl CacheLayer {
     /// The key version (default 1): bump it to make every stored response unreachable.
     pub fn version(mut self, version: u64) -> CacheLayer {
         Arc::make_mut(&mut self.config).version = version;
+        self
+    }
+
+    /// Tags every response stored by this layer carries: `cache.invalidate_tag(tag)` drops
+    /// them all at once.
+    pub fn tags<I, S>(mut self, tags: I) -> CacheLayer
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        Arc::make_mut(&mut self.config).tags = tags.into_iter().map(Into::into).collect();
         self
     }
 }
@@ -206,6 +219,7 @@ where
                 ttl: Some(config.ttl),
                 vary: &config.vary,
                 statuses: &config.statuses,
+                tags: &config.tags,
             };
             let cache = resolve(config.cache.clone(), "layer");
             serve(&rules, cache, &view_request, async move {

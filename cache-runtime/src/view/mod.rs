@@ -70,8 +70,10 @@ use bytes::Bytes;
 use http::{Method, Response, header};
 use http_body::Body;
 
+use crate::backend::Lookup;
 use crate::cache::{Cache, current};
 use crate::flight::{self, Join};
+use crate::invalidate;
 use crate::stats::Event;
 
 #[cfg(feature = "axum")]
@@ -85,26 +87,65 @@ pub use request::ViewRequest;
 use request::{logical_key, varies_on};
 use response::Entry;
 
-/// Deletes every cached response of one view handler at one `version`: all URLs, all
-/// `vary` values. `function` is the handler's path, `module_path!()` then `::name`.
-/// Returns how many responses were removed; an error means nothing may have been removed
-/// (retry, or bump the view's `version`).
+/// Invalidates every cached response of one view handler (all URLs, all `vary` values,
+/// every `version`) in one write. `function` is the handler's path: `module_path!()`, `::`,
+/// its name (`"layer"` for a [`CacheLayer`]). `#[cached_view]` also generates
+/// `{handler}_invalidate_all()`, which needs no name.
 ///
-/// This walks the view's keys (`SCAN` + `UNLINK` on Redis); it is meant for writes, not for
-/// every request.
+/// An error means the invalidation may not have happened: retry it or fail the write.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
 /// let cache = cache_runtime::Cache::from_url("memory://").await?;
-/// let removed = cache_runtime::view::invalidate_view(&cache, "my_app::views::users_page", 1).await?;
-/// assert_eq!(removed, 0);
+/// cache_runtime::view::invalidate_view(&cache, "my_app::views::users_page").await?;
 /// # Ok::<(), cache_runtime::Error>(())
 /// # }).unwrap();
 /// ```
-pub async fn invalidate_view(cache: &Cache, function: &str, version: u64) -> crate::Result<u64> {
+pub async fn invalidate_view(cache: &Cache, function: &str) -> crate::Result<()> {
+    cache.bump(&invalidate::view(function), None, None).await
+}
+
+/// Invalidates the cached responses of one view handler for one path and query
+/// (`"/users?page=2"`), whatever the host and `vary` values, in one write.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let cache = cache_runtime::Cache::from_url("memory://").await?;
+/// cache_runtime::view::invalidate_path(&cache, "my_app::views::users_page", "/users?page=2").await?;
+/// # Ok::<(), cache_runtime::Error>(())
+/// # }).unwrap();
+/// ```
+pub async fn invalidate_path(
+    cache: &Cache,
+    function: &str,
+    path_and_query: &str,
+) -> crate::Result<()> {
     cache
-        .delete_logical_prefix(&format!("{version}:view:{function}:"))
+        .bump(&invalidate::view_path(function, path_and_query), None, None)
         .await
+}
+
+/// [`invalidate_view`] for the handler `spec` describes, on the cache it uses.
+#[doc(hidden)]
+pub async fn invalidate_spec(spec: &'static ViewSpec) -> crate::Result<()> {
+    let cache = crate::query::no_cache_is_an_error(
+        resolve(spec.cache.map(|f| f()), spec.function),
+        spec.function,
+    )?;
+    invalidate_view(&cache, spec.function).await
+}
+
+/// [`invalidate_path`] for the handler `spec` describes, on the cache it uses.
+#[doc(hidden)]
+pub async fn invalidate_spec_path(
+    spec: &'static ViewSpec,
+    path_and_query: &str,
+) -> crate::Result<()> {
+    let cache = crate::query::no_cache_is_an_error(
+        resolve(spec.cache.map(|f| f()), spec.function),
+        spec.function,
+    )?;
+    invalidate_path(&cache, spec.function, path_and_query).await
 }
 
 /// The static description of one `#[cached_view]` handler, written by the macro.
@@ -119,6 +160,7 @@ pub async fn invalidate_view(cache: &Cache, function: &str, version: u64) -> cra
 ///     vary: &["Accept-Language"],
 ///     statuses: &[],
 ///     cache: None,
+///     tags: &["users"],
 /// };
 /// # let _ = &SPEC;
 /// ```
@@ -137,6 +179,8 @@ pub struct ViewSpec {
     pub statuses: &'static [u16],
     /// The `cache` argument: where to find the cache instead of the installed one.
     pub cache: Option<fn() -> Cache>,
+    /// The `tags` argument.
+    pub tags: &'static [&'static str],
 }
 
 impl ViewSpec {
@@ -147,6 +191,7 @@ impl ViewSpec {
             ttl: self.ttl.map(Duration::from_secs),
             vary: self.vary,
             statuses: self.statuses,
+            tags: self.tags,
         }
     }
 }
@@ -160,6 +205,8 @@ pub(crate) struct Rules<'a, V> {
     pub(crate) ttl: Option<Duration>,
     pub(crate) vary: &'a [V],
     pub(crate) statuses: &'a [u16],
+    /// Tags every stored response of these rules carries.
+    pub(crate) tags: &'a [V],
 }
 
 /// The cache a view uses: its own, else the task's or the installed one (warned once when
@@ -223,8 +270,12 @@ where
     let leader = match cache.inner.flights.join(&full) {
         Join::Leader(leader) => leader,
         Join::Follower(slot) => {
+            // The leader's fill may predate an invalidation that returned before this
+            // request began: its generations are checked before it is served.
             if let Some(bytes) = flight::wait(slot).await
                 && let Some(entry) = Entry::decode(&bytes)
+                && let Some((header, _)) = crate::envelope::read(&bytes)
+                && cache.still_fresh(&header.deps, name).await
             {
                 counters.count(Event::Hit, name);
                 tracing::debug!(key = %logical, name, "cache hit (shared flight)");
@@ -242,8 +293,29 @@ where
     counters.count(Event::Miss, name);
     tracing::debug!(key = %logical, name, "cache miss");
 
+    // Generations are read before the handler runs (see `crate::invalidate`); the cached
+    // queries it calls add theirs, so the page follows its data.
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let mut wanted = vec![
+        (invalidate::ALL.to_owned(), None),
+        (invalidate::view(name), None),
+        (invalidate::view_path(name, path), None),
+    ];
+    wanted.extend(
+        rules
+            .tags
+            .iter()
+            .map(|t| (invalidate::tag(t.as_ref()), None)),
+    );
+    let generations = cache.start_fill(wanted, name).await;
     let started = Instant::now();
-    let (mut parts, body) = run.await?.into_parts();
+    let (response, inner) = invalidate::collect(run).await;
+    let (mut parts, body) = response?.into_parts();
+    let Some(mut deps) = generations else {
+        // The backend failed: nothing could be checked later, so nothing is stored.
+        return Ok(Response::from_parts(parts, ViewBody::untouched(body)));
+    };
+    deps.extend(inner);
     if let Err(reason) =
         response::storable(parts.status, &parts.headers, rules.statuses, rules.vary)
     {
@@ -258,7 +330,14 @@ where
         }
     };
     response::prepare(&mut parts.headers, &body, rules.vary);
-    match Entry::encode(parts.status, &parts.headers, &body, ttl, started.elapsed()) {
+    match Entry::encode(
+        parts.status,
+        &parts.headers,
+        &body,
+        ttl,
+        started.elapsed(),
+        deps,
+    ) {
         Ok((bytes, _)) if bytes.len() > cache.inner.max_value_size => {
             tracing::debug!(key = %logical, name, size = bytes.len(), "cache: response over the size limit; not stored");
             drop(leader);
@@ -288,7 +367,9 @@ async fn lookup(
     logical: &str,
     name: &'static str,
 ) -> Option<(Entry, Bytes)> {
-    let bytes = cache.read(full, name).await?;
+    let Lookup::Found(bytes) = cache.read(full, name).await else {
+        return None;
+    };
     let counters = &cache.inner.counters;
     match Entry::decode(&bytes) {
         Some(entry) if entry.fresh(SystemTime::now()) => {

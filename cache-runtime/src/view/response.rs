@@ -145,6 +145,7 @@ impl Entry {
         body: &Bytes,
         ttl: Duration,
         cost: Duration,
+        deps: crate::invalidate::Deps,
     ) -> crate::Result<(Bytes, SystemTime)> {
         let connection: Vec<String> = headers
             .get_all(header::CONNECTION)
@@ -169,6 +170,7 @@ impl Entry {
         };
         let mut header = Header::now(MsgPack::ID, cost);
         header.kind = VIEW_KIND;
+        header.deps = deps;
         let mut buf = header.write(body.len() + 256);
         MsgPack::encode(&payload, &mut buf)?;
         Ok((
@@ -479,6 +481,7 @@ mod tests {
             &body,
             Duration::from_secs(9),
             Duration::ZERO,
+            Vec::new(),
         )
         .unwrap();
         let entry = Entry::decode(&bytes).unwrap();
@@ -501,6 +504,7 @@ mod tests {
             &Bytes::from_static(b"x"),
             Duration::from_secs(1),
             Duration::ZERO,
+            Vec::new(),
         )
         .unwrap();
         let mut query_kind = bytes.to_vec();
