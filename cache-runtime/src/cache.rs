@@ -44,6 +44,8 @@ pub struct Cache {
 pub(crate) struct Inner {
     pub(crate) backend: AnyBackend,
     pub(crate) prefix: String,
+    /// `{prefix}:gen:`, where generation counters live.
+    pub(crate) gen_prefix: String,
     pub(crate) default_ttl: Duration,
     pub(crate) max_value_size: usize,
     pub(crate) codec: CodecKind,
@@ -160,6 +162,7 @@ impl CacheBuilder {
         let cache = Cache {
             inner: Arc::new(Inner {
                 backend,
+                gen_prefix: format!("{}:gen:", self.prefix),
                 prefix: self.prefix,
                 default_ttl: self.default_ttl,
                 max_value_size: self.max_value_size,
@@ -334,9 +337,12 @@ impl Cache {
 
     /// Reads a value and checks its generations; a backend failure is a miss.
     pub(crate) async fn read(&self, key: &str, name: &'static str) -> Lookup {
-        let gen_prefix = self.gen_prefix();
         let lookup = self
-            .guarded(name, "read", self.inner.backend.get_fresh(key, &gen_prefix))
+            .guarded(
+                name,
+                "read",
+                self.inner.backend.get_fresh(key, self.gen_prefix()),
+            )
             .await;
         match lookup {
             Some(Lookup::Stale) => {
@@ -388,7 +394,7 @@ impl Cache {
         let bytes = match self
             .inner
             .backend
-            .get_fresh(&full, &self.gen_prefix())
+            .get_fresh(&full, self.gen_prefix())
             .await?
         {
             Lookup::Found(bytes) => bytes,
@@ -417,7 +423,10 @@ impl Cache {
         ttl: Option<Duration>,
     ) -> Result<()> {
         let full = self.full_key(&format!("1:{key}"));
-        let all = [(self.gen_prefix() + crate::invalidate::ALL, None)];
+        let all = [(
+            format!("{}{}", self.gen_prefix(), crate::invalidate::ALL),
+            None,
+        )];
         let generation = self
             .inner
             .backend

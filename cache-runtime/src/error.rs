@@ -80,6 +80,19 @@ impl Error {
         self.kind == ErrorKind::Timeout
     }
 
+    /// True when Redis did not know a script (it was flushed or restarted): load and retry.
+    pub(crate) fn is_no_script(&self) -> bool {
+        #[cfg(feature = "redis")]
+        if let Some(e) = self
+            .source
+            .as_ref()
+            .and_then(|s| s.downcast_ref::<redis::RedisError>())
+        {
+            return e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
+        }
+        false
+    }
+
     /// True for a problem with a URL or setting (fix the configuration).
     pub fn is_config(&self) -> bool {
         self.kind == ErrorKind::Config

@@ -76,13 +76,11 @@ pub(crate) type Wanted = (String, Option<Duration>);
 
 impl Cache {
     fn gen_key(&self, name: &str) -> String {
-        let mut key = self.gen_prefix();
-        key.push_str(name);
-        key
+        format!("{}{name}", self.gen_prefix())
     }
 
-    pub(crate) fn gen_prefix(&self) -> String {
-        self.full_key("gen:")
+    pub(crate) fn gen_prefix(&self) -> &str {
+        &self.inner.gen_prefix
     }
 
     /// Reads (creating when missing) the generations a fill depends on. `None` when the

@@ -10,25 +10,44 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::{Backend, Lookup};
 use crate::error::{Error, ErrorKind, Result};
 
-/// Reads an entry and checks every generation its envelope records (see `envelope.rs` for
-/// the layout), in one round trip. Returns the value, `false` when missing, `0` when stale.
-/// Bytes that are not an envelope are returned as they are: the caller rejects them.
+/// Checks every generation an entry's envelope records (see `envelope.rs` for the layout)
+/// against the current ones. Returns the header it checked when they all match (or the
+/// bytes are not an envelope, which the caller rejects), 0 when one differs or is gone,
+/// `false` when there is no entry. It reads only the header (`GETRANGE`): the value itself
+/// comes back through a plain `GET` pipelined after it, since returning a large string
+/// through Lua costs more than the whole round trip; the caller then checks that the value
+/// it got starts with the header that was checked.
 /// (It reads generation keys it is not given in KEYS: fine on a single Redis; Cluster needs
 /// hash tags and comes later.)
-const GET_FRESH: &str = r"
-local v = redis.call('GET', KEYS[1])
-if not v then return false end
-if string.len(v) < 20 or string.sub(v, 1, 3) ~= 'CR\1' then return v end
-local n = string.byte(v, 19) + 256 * string.byte(v, 20)
+const CHECK_ENTRY: &str = r"
+local chunk = 4096
+local head = redis.call('GETRANGE', KEYS[1], 0, chunk - 1)
+if string.len(head) == 0 then return false end
+if string.len(head) < 20 or string.sub(head, 1, 3) ~= 'CR\1' then return '' end
+local n = string.byte(head, 19) + 256 * string.byte(head, 20)
 local pos = 21
+local names, gens = {}, {}
 for i = 1, n do
-  local len = string.byte(v, pos) + 256 * string.byte(v, pos + 1)
-  local name = string.sub(v, pos + 2, pos + 1 + len)
-  local gen = string.sub(v, pos + 2 + len, pos + 9 + len)
-  if redis.call('GET', ARGV[1] .. name) ~= gen then return 0 end
+  if pos + 9 > string.len(head) and string.len(head) == chunk then
+    chunk = chunk * 16
+    head = redis.call('GETRANGE', KEYS[1], 0, chunk - 1)
+  end
+  local len = string.byte(head, pos) + 256 * (string.byte(head, pos + 1) or 0)
+  if pos + 9 + len > string.len(head) and string.len(head) == chunk then
+    chunk = pos + 9 + len + 4096
+    head = redis.call('GETRANGE', KEYS[1], 0, chunk - 1)
+  end
+  names[i] = ARGV[1] .. string.sub(head, pos + 2, pos + 1 + len)
+  gens[i] = string.sub(head, pos + 2 + len, pos + 9 + len)
   pos = pos + 10 + len
 end
-return v
+if n > 0 then
+  local current = redis.call('MGET', unpack(names))
+  for i = 1, n do
+    if current[i] ~= gens[i] then return 0 end
+  end
+end
+return string.sub(head, 1, pos - 1)
 ";
 
 /// Whether recorded generations still hold (ARGV: prefix, then name, value per dependency).
@@ -66,7 +85,7 @@ return 1
 pub struct RedisBackend {
     conn: ConnectionManager,
     timeout: Duration,
-    get_fresh: redis::Script,
+    check_entry: redis::Script,
     check: redis::Script,
     generations: redis::Script,
     bump: redis::Script,
@@ -92,7 +111,7 @@ impl RedisBackend {
         Ok(RedisBackend {
             conn,
             timeout,
-            get_fresh: redis::Script::new(GET_FRESH),
+            check_entry: redis::Script::new(CHECK_ENTRY),
             check: redis::Script::new(CHECK),
             generations: redis::Script::new(GENERATIONS),
             bump: redis::Script::new(BUMP),
@@ -224,24 +243,40 @@ impl Backend for RedisBackend {
 
 impl RedisBackend {
     async fn get_fresh_impl(&self, key: &str, gen_prefix: &str) -> Result<Lookup> {
-        let value: redis::Value = self
-            .run("GET (checked)", |mut c| async move {
-                self.get_fresh
-                    .key(key)
-                    .arg(gen_prefix)
-                    .invoke_async(&mut c)
+        // One round trip: the header check and the GET, pipelined.
+        let mut pipe = redis::pipe();
+        pipe.cmd("EVALSHA")
+            .arg(self.check_entry.get_hash())
+            .arg(1)
+            .arg(key)
+            .arg(gen_prefix)
+            .cmd("GET")
+            .arg(key);
+        let pipe = &pipe;
+        let query = |mut c: ConnectionManager| async move {
+            pipe.query_async::<(redis::Value, Option<Vec<u8>>)>(&mut c)
+                .await
+        };
+        let reply = match self.run("GET (checked)", query).await {
+            Err(e) if e.is_no_script() => {
+                let mut conn = self.conn.clone();
+                self.check_entry
+                    .load_async(&mut conn)
                     .await
-            })
-            .await?;
-        match value {
-            redis::Value::Nil => Ok(Lookup::Missing),
-            redis::Value::Int(0) => Ok(Lookup::Stale),
-            redis::Value::BulkString(bytes) => Ok(Lookup::Found(Bytes::from(bytes))),
-            other => Err(Error::new(
-                ErrorKind::Backend,
-                format!("unexpected reply to a checked GET: {other:?}"),
-            )),
-        }
+                    .map_err(|e| Error::with_source(ErrorKind::Backend, "SCRIPT LOAD", e))?;
+                self.run("GET (checked)", query).await
+            }
+            other => other,
+        }?;
+        Ok(match reply {
+            (_, None) | (redis::Value::Nil, _) => Lookup::Missing,
+            (redis::Value::BulkString(checked), Some(bytes)) if bytes.starts_with(&checked) => {
+                Lookup::Found(Bytes::from(bytes))
+            }
+            // A generation changed, or a fill replaced the entry between the check and the
+            // GET (its header differs from the one checked): not served.
+            _ => Lookup::Stale,
+        })
     }
 
     async fn check_impl(&self, gen_prefix: &str, deps: &[(String, u64)]) -> Result<bool> {
