@@ -335,15 +335,27 @@ impl Cache {
         }
     }
 
-    /// Reads a value and checks its generations; a backend failure is a miss.
-    pub(crate) async fn read(&self, key: &str, name: &'static str) -> Lookup {
-        let lookup = self
-            .guarded(
-                name,
-                "read",
-                self.inner.backend.get_fresh(key, self.gen_prefix()),
-            )
-            .await;
+    /// Reads a value and checks its generations; a backend failure is a miss. With
+    /// `expected` dependency names, a cheaper read that assumes them (see
+    /// [`Backend::get_fresh_expecting`]).
+    pub(crate) async fn read(
+        &self,
+        key: &str,
+        name: &'static str,
+        expected: Option<&[String]>,
+    ) -> Lookup {
+        let backend = &self.inner.backend;
+        let prefix = self.gen_prefix();
+        let lookup = match expected {
+            Some(expected) => {
+                let read = backend.get_fresh_expecting(key, prefix, expected);
+                self.guarded(name, "read", read).await
+            }
+            None => {
+                self.guarded(name, "read", backend.get_fresh(key, prefix))
+                    .await
+            }
+        };
         match lookup {
             Some(Lookup::Stale) => {
                 self.inner.counters.count(Event::Stale, name);

@@ -1,7 +1,9 @@
 //! What `#[cached_query]` expands into: read, single-flight, compute, store.
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -198,19 +200,39 @@ impl QuerySpec {
             .map_or(cache.inner.default_ttl, Duration::from_secs)
     }
 
-    /// The generations a fill of `key` depends on.
-    fn wanted(&self, cache: &Cache, logical: &str, tags: &[String]) -> Vec<invalidate::Wanted> {
-        let mut wanted = Vec::with_capacity(3 + tags.len());
-        wanted.push((invalidate::ALL.to_owned(), None));
-        wanted.push((invalidate::query(self.function), None));
-        wanted.push((
-            invalidate::entry(logical),
-            invalidate::entry_gen_ttl(self.ttl(cache)),
-        ));
-        wanted.extend(tags.iter().map(|t| (invalidate::tag(t), None)));
-        wanted
+    /// The generations a value of `logical` depends on by itself: the whole cache, the
+    /// query, the entry, its tags (in this order).
+    fn own_deps(&self, logical: &str, tags: &[String]) -> Vec<String> {
+        let mut names = Vec::with_capacity(3 + tags.len());
+        names.push(invalidate::ALL.to_owned());
+        names.push(invalidate::query(self.function));
+        names.push(invalidate::entry(logical));
+        names.extend(tags.iter().map(|t| invalidate::tag(t)));
+        names
+    }
+
+    /// Whether this function's values were seen to depend on other cached values too.
+    fn nested(&self) -> bool {
+        NESTED
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(self.function)
+    }
+
+    fn mark_nested(&self) {
+        if !self.nested() {
+            NESTED
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(self.function);
+        }
     }
 }
+
+/// Functions whose fills read other cached values (a query calling a cached query): their
+/// values record more dependencies than their own, so their reads use the checked script
+/// (one round trip) instead of an `MGET` of their own dependencies (two round trips then).
+static NESTED: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(Default::default);
 
 async fn cached<O, T, C, F>(
     spec: &'static QuerySpec,
@@ -249,7 +271,9 @@ where
         }
     };
 
-    if let Lookup::Found(bytes) = cache.read(&full, name).await {
+    let own = spec.own_deps(logical, &key.tags);
+    let expected = (!spec.nested()).then_some(own.as_slice());
+    if let Lookup::Found(bytes) = cache.read(&full, name, expected).await {
         match decode::<T, C>(&cache, &bytes) {
             Some((header, value)) => {
                 counters.count(Event::Hit, name);
@@ -270,9 +294,13 @@ where
 
     // Generations are read before the body runs: an invalidation from here on makes this
     // fill's value stale even if it is written after the invalidation returned.
-    let generations = cache
-        .start_fill(spec.wanted(&cache, logical, &key.tags), name)
-        .await;
+    // The entry's own counter lives about as long as the entry; the others until evicted.
+    let entry_ttl = invalidate::entry_gen_ttl(spec.ttl(&cache));
+    let wanted = own.into_iter().enumerate();
+    let wanted = wanted
+        .map(|(i, n)| (n, if i == 2 { entry_ttl } else { None }))
+        .collect();
+    let generations = cache.start_fill(wanted, name).await;
     let started = Instant::now();
     let (out, inner) = invalidate::collect(fut).await;
     let Some(value) = cacheable(&out) else {
@@ -281,6 +309,9 @@ where
     };
     let stored = generations.is_some();
     let mut deps = generations.unwrap_or_default();
+    if !inner.is_empty() {
+        spec.mark_nested();
+    }
     deps.extend(inner);
     invalidate::record(&deps);
     match encode::<T, C>(&cache, value, started.elapsed(), deps) {

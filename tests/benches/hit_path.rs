@@ -62,6 +62,50 @@ async fn hand_get<C: Codec>(conn: &ConnectionManager, key: &str) -> Vec<User> {
     C::decode(&bytes).unwrap()
 }
 
+/// Macro hit vs hand-written GET + decode, interleaved: rounds of `n` calls of each,
+/// alternating which goes first, so drift (frequency, the other core, Redis) hits both
+/// alike. Returns the median per-round ratio and the mean times in µs.
+async fn paired<A, B, FA, FB>(mut macro_path: A, mut hand_path: B) -> (f64, f64, f64)
+where
+    A: FnMut() -> FA,
+    B: FnMut() -> FB,
+    FA: Future<Output = Vec<User>>,
+    FB: Future<Output = Vec<User>>,
+{
+    const ROUNDS: usize = 41;
+    const N: u32 = 100;
+    let (mut ratios, mut total_macro, mut total_hand) = (Vec::new(), 0.0, 0.0);
+    for round in 0..ROUNDS {
+        let mut time_macro = 0.0;
+        let mut time_hand = 0.0;
+        for first in [round % 2 == 0, round % 2 != 0] {
+            let start = std::time::Instant::now();
+            for _ in 0..N {
+                if first {
+                    std::hint::black_box(macro_path().await);
+                } else {
+                    std::hint::black_box(hand_path().await);
+                }
+            }
+            let took = start.elapsed().as_secs_f64() / f64::from(N) * 1e6;
+            if first {
+                time_macro = took
+            } else {
+                time_hand = took
+            }
+        }
+        ratios.push(time_macro / time_hand);
+        total_macro += time_macro;
+        total_hand += time_hand;
+    }
+    ratios.sort_by(f64::total_cmp);
+    (
+        ratios[ROUNDS / 2],
+        total_macro / ROUNDS as f64,
+        total_hand / ROUNDS as f64,
+    )
+}
+
 macro_rules! codec_benches {
     ($c:expr, $rt:expr, $backend:expr, $conn:expr, $($name:literal => $codec:ty, $f:ident;)*) => {$(
         // Fill, then check the cached function really hits (no body run) before timing it.
@@ -83,6 +127,10 @@ macro_rules! codec_benches {
             $c.bench_function(&format!("hit_path/{}/hand/{}", $backend, $name), |b| {
                 b.to_async($rt).iter(|| hand_get::<$codec>(conn, &key))
             });
+            if measuring() {
+                let (ratio, mac, hand) = $rt.block_on(paired($f, || hand_get::<$codec>(conn, &key)));
+                println!("PAIRED {} macro {mac:.1} µs, hand {hand:.1} µs, median ratio {ratio:.3}", $name);
+            }
         }
     )*};
 }
@@ -159,6 +207,11 @@ fn print_ratios() {
     }
 }
 
+/// `cargo bench` passes `--bench`; `cargo test` runs each benchmark once without it.
+fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
 fn main() {
     let server = std::env::var(cache_tests::REDIS_URL_ENV)
         .is_err()
@@ -178,7 +231,7 @@ fn main() {
     benches(&mut c, &rt, &redis_url);
     c.final_summary();
     // `cargo test` runs benches once without measuring; only `cargo bench` has numbers.
-    if std::env::args().any(|a| a == "--bench") {
+    if measuring() {
         print_ratios();
     }
 }

@@ -46,6 +46,16 @@ async fn user(db: &Db, id: u32) -> Option<String> {
     db.names.lock().unwrap().get(&id).cloned()
 }
 
+/// A query built from another cached query.
+#[cached_query(key = "team:{lead}", skip(db))]
+async fn team(db: &Db, lead: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    for id in [lead, lead + 1] {
+        names.push(user(db, id).await.unwrap_or_default());
+    }
+    names
+}
+
 struct Env {
     cache: Cache,
     redis_url: Option<String>,
@@ -104,6 +114,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    queries_follow_the_queries_they_called,
     one_entry_with_the_same_arguments,
     every_entry_of_a_query,
     a_tag,
@@ -111,6 +122,21 @@ on_both_backends!(
     pages_follow_the_queries_they_called,
     views_by_handler_and_path_and_tag,
 );
+
+async fn queries_follow_the_queries_they_called(env: Env) {
+    let db = Db::with_users();
+    assert_eq!(env.run(team(&db, 1)).await, ["user1", "user2"]);
+    assert_eq!(env.run(team(&db, 1)).await, ["user1", "user2"]);
+    assert_eq!(db.queries(), 2);
+    db.rename(2, "bob");
+    env.cache.invalidate_tag("user:2").await.unwrap();
+    assert_eq!(
+        env.run(team(&db, 1)).await,
+        ["user1", "bob"],
+        "the outer query followed"
+    );
+    assert_eq!(db.queries(), 3, "user 1 still came from the cache");
+}
 
 async fn one_entry_with_the_same_arguments(env: Env) {
     let db = Db::with_users();
@@ -383,37 +409,79 @@ async fn command_calls(conn: &mut ::redis::aio::MultiplexedConnection) -> HashMa
         .collect()
 }
 
+/// Client commands since the last reset, minus those the script runs inside Redis.
+async fn commands_for(
+    conn: &mut ::redis::aio::MultiplexedConnection,
+    hits: impl Future,
+) -> HashMap<String, u64> {
+    let _: () = ::redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(conn)
+        .await
+        .unwrap();
+    hits.await;
+    let mut calls = command_calls(conn).await;
+    calls.remove("config|resetstat");
+    calls
+}
+
+fn counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
+    pairs
+        .iter()
+        .map(|(name, n)| ((*name).to_owned(), *n))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hit_is_one_round_trip() {
     let server = RedisServer::start();
     let env = redis_env(&server, "commands").await;
     let db = Db::with_users();
+    let app = app(&db);
     let mut conn = raw_connection(&server.url()).await;
-    env.run(user(&db, 1)).await; // miss + fill (loads the scripts)
-    env.run(user(&db, 1)).await; // warm hit
 
-    let _: () = ::redis::cmd("CONFIG")
-        .arg("RESETSTAT")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    for _ in 0..10 {
-        env.run(user(&db, 1)).await;
-    }
-    let calls = command_calls(&mut conn).await;
-    // Per hit, one pipeline written at once and answered at once: EVALSHA (the header check)
-    // and GET (the value). Inside Redis the script runs a GETRANGE of the header and one MGET
-    // of the 5 recorded generations (all, q:, e:, 2 tags). Nothing else is sent.
-    let expected: HashMap<String, u64> = [
-        ("evalsha", 10),
-        ("get", 10),
-        ("getrange", 10),
-        ("mget", 10),
-        ("config|resetstat", 1),
-    ]
-    .into_iter()
-    .map(|(name, n)| (name.to_owned(), n))
-    .collect();
-    assert_eq!(calls, expected);
-    assert_eq!(db.queries(), 1);
+    // A query hit: one MGET of the entry and its 5 generations (all, q:, e:, 2 tags).
+    env.run(user(&db, 1)).await; // miss + fill
+    let calls = commands_for(
+        &mut conn,
+        env.run(async {
+            for _ in 0..10 {
+                user(&db, 1).await;
+            }
+        }),
+    )
+    .await;
+    assert_eq!(calls, counts(&[("mget", 10)]));
+
+    // A page hit: its dependencies include those of the queries it called, known only from
+    // the stored value, so one pipeline of EVALSHA (checks the header inside Redis:
+    // GETRANGE + one MGET) and GET (the value).
+    get_text(&env, &app, "/profile/2").await;
+    let calls = commands_for(&mut conn, async {
+        for _ in 0..10 {
+            get_text(&env, &app, "/profile/2").await;
+        }
+    })
+    .await;
+    assert_eq!(
+        calls,
+        counts(&[("evalsha", 10), ("get", 10), ("getrange", 10), ("mget", 10)])
+    );
+
+    // A query that calls a cached query switches to the script after its first fill.
+    env.run(team(&db, 1)).await;
+    let calls = commands_for(
+        &mut conn,
+        env.run(async {
+            for _ in 0..10 {
+                team(&db, 1).await;
+            }
+        }),
+    )
+    .await;
+    assert_eq!(
+        calls,
+        counts(&[("evalsha", 10), ("get", 10), ("getrange", 10), ("mget", 10)])
+    );
+    assert_eq!(db.queries(), 2, "users 1 and 2, each queried once");
 }

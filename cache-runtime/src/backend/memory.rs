@@ -137,6 +137,16 @@ impl Backend for MemoryBackend {
         Ok(Lookup::Found(entry.value))
     }
 
+    async fn get_fresh_expecting(
+        &self,
+        key: &str,
+        gen_prefix: &str,
+        _expected: &[String],
+    ) -> Result<Lookup> {
+        // In process there is no round trip to save.
+        self.get_fresh(key, gen_prefix).await
+    }
+
     async fn check(&self, gen_prefix: &str, deps: &[(String, u64)]) -> Result<bool> {
         let mut name = String::from(gen_prefix);
         for (dep, recorded) in deps {

@@ -45,6 +45,16 @@ pub trait Backend: Send + Sync + 'static {
     /// records against the current one under `gen_prefix` + name.
     fn get_fresh(&self, key: &str, gen_prefix: &str)
     -> impl Future<Output = Result<Lookup>> + Send;
+    /// Like [`Backend::get_fresh`], for a value whose dependencies are expected to be the
+    /// `expected` generation names: on Redis one `MGET` of the entry and those counters
+    /// (cheaper than the script), then a second round trip only for any dependency the
+    /// envelope records beyond them.
+    fn get_fresh_expecting(
+        &self,
+        key: &str,
+        gen_prefix: &str,
+        expected: &[String],
+    ) -> impl Future<Output = Result<Lookup>> + Send;
     /// Whether every recorded generation still matches the current one.
     fn check(
         &self,
@@ -109,6 +119,14 @@ impl Backend for AnyBackend {
     }
     async fn get_fresh(&self, key: &str, gen_prefix: &str) -> Result<Lookup> {
         dispatch!(self, b => b.get_fresh(key, gen_prefix).await)
+    }
+    async fn get_fresh_expecting(
+        &self,
+        key: &str,
+        gen_prefix: &str,
+        expected: &[String],
+    ) -> Result<Lookup> {
+        dispatch!(self, b => b.get_fresh_expecting(key, gen_prefix, expected).await)
     }
     async fn check(&self, gen_prefix: &str, deps: &[(String, u64)]) -> Result<bool> {
         dispatch!(self, b => b.check(gen_prefix, deps).await)

@@ -218,6 +218,16 @@ impl Backend for RedisBackend {
         self.get_fresh_impl(key, gen_prefix).await
     }
 
+    async fn get_fresh_expecting(
+        &self,
+        key: &str,
+        gen_prefix: &str,
+        expected: &[String],
+    ) -> Result<Lookup> {
+        self.get_fresh_expecting_impl(key, gen_prefix, expected)
+            .await
+    }
+
     async fn check(&self, gen_prefix: &str, deps: &[(String, u64)]) -> Result<bool> {
         self.check_impl(gen_prefix, deps).await
     }
@@ -277,6 +287,54 @@ impl RedisBackend {
             // GET (its header differs from the one checked): not served.
             _ => Lookup::Stale,
         })
+    }
+
+    async fn get_fresh_expecting_impl(
+        &self,
+        key: &str,
+        gen_prefix: &str,
+        expected: &[String],
+    ) -> Result<Lookup> {
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(key);
+        for name in expected {
+            cmd.arg(format!("{gen_prefix}{name}"));
+        }
+        let cmd = &cmd;
+        let mut values: Vec<Option<Vec<u8>>> = self
+            .run("MGET (checked)", |mut c| async move {
+                cmd.query_async(&mut c).await
+            })
+            .await?;
+        if values.len() != expected.len() + 1 {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                "MGET answered the wrong number of values",
+            ));
+        }
+        let Some(bytes) = values[0].take() else {
+            return Ok(Lookup::Missing);
+        };
+        let Some((header, _)) = crate::envelope::read(&bytes) else {
+            return Ok(Lookup::Found(Bytes::from(bytes))); // not an envelope: the caller rejects it
+        };
+        let mut unexpected = Vec::new();
+        for (name, recorded) in header.deps {
+            match expected.iter().position(|e| *e == name) {
+                Some(i) => {
+                    if values[i + 1].as_deref() != Some(&recorded.to_le_bytes()[..]) {
+                        return Ok(Lookup::Stale);
+                    }
+                }
+                None => unexpected.push((name, recorded)),
+            }
+        }
+        // Dependencies beyond the expected ones (cached values read while this one was
+        // filled) need one more round trip.
+        if !unexpected.is_empty() && !self.check_impl(gen_prefix, &unexpected).await? {
+            return Ok(Lookup::Stale);
+        }
+        Ok(Lookup::Found(Bytes::from(bytes)))
     }
 
     async fn check_impl(&self, gen_prefix: &str, deps: &[(String, u64)]) -> Result<bool> {

@@ -367,7 +367,7 @@ async fn lookup(
     logical: &str,
     name: &'static str,
 ) -> Option<(Entry, Bytes)> {
-    let Lookup::Found(bytes) = cache.read(full, name).await else {
+    let Lookup::Found(bytes) = cache.read(full, name, None).await else {
         return None;
     };
     let counters = &cache.inner.counters;
