@@ -543,3 +543,77 @@ pub async fn scope<F: std::future::Future>(cache: Cache, fut: F) -> F::Output {
 pub fn current() -> Option<Cache> {
     SCOPED.try_with(Cache::clone).ok().or_else(installed)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn error_of(url: &str) -> String {
+        let err = Cache::from_url(url).await.expect_err(url);
+        assert!(err.is_config(), "{url}: {err:?}");
+        err.to_string()
+    }
+
+    #[tokio::test]
+    async fn malformed_urls_name_the_problem() {
+        assert!(
+            error_of("localhost:6379")
+                .await
+                .contains("unsupported cache URL scheme `localhost`")
+        );
+        assert!(error_of("not a url").await.contains("invalid cache URL"));
+        assert!(error_of("memcached://h:1").await.contains("`memcached`"));
+        assert!(
+            error_of("redis://h:6379/zero")
+                .await
+                .contains("must be a number, got `zero`")
+        );
+        assert!(error_of("redis://h:99999/0").await.contains("invalid port"));
+        assert!(error_of("redis:///0").await.contains("no host"));
+        assert!(
+            error_of("memory://somewhere")
+                .await
+                .contains("takes no host")
+        );
+        #[cfg(not(feature = "tls"))]
+        assert!(
+            error_of("rediss://h:6380/0")
+                .await
+                .contains("`tls` feature")
+        );
+    }
+
+    #[tokio::test]
+    async fn passwords_never_appear_in_errors() {
+        let message = error_of("redis://user:s3cret@h:6379/zero").await;
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn well_formed_urls_build_even_without_a_server() {
+        for url in [
+            "memory://",
+            "redis://127.0.0.1:1",
+            "redis://user:pw@127.0.0.1:1/3",
+        ] {
+            let cache = Cache::from_url(url).await.expect(url);
+            assert_eq!(cache.prefix(), "");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_errors() {
+        let zero = Cache::builder("memory://")
+            .timeout(Duration::ZERO)
+            .build()
+            .await;
+        assert!(zero.unwrap_err().to_string().contains("timeout"));
+        let ttl = Cache::builder("memory://")
+            .default_ttl(Duration::ZERO)
+            .build()
+            .await;
+        assert!(ttl.unwrap_err().to_string().contains("TTL"));
+        let prefix = Cache::builder("memory://").prefix("my app").build().await;
+        assert!(prefix.unwrap_err().to_string().contains("whitespace"));
+    }
+}

@@ -445,3 +445,39 @@ async fn clear_removes_this_prefix_only(env: Env) {
         );
     }
 }
+
+/// A cache chosen by the function itself (`cache = path`), ignoring the task's scope.
+fn own_cache() -> Cache {
+    static OWN: std::sync::OnceLock<Cache> = std::sync::OnceLock::new();
+    OWN.get_or_init(|| {
+        // Memory needs no runtime to build: block on the async builder once.
+        futures::executor::block_on(Cache::builder("memory://").prefix("own").build()).unwrap()
+    })
+    .clone()
+}
+
+#[cached_query(cache = own_cache, skip(calls))]
+async fn with_own_cache(calls: &AtomicUsize, x: u32) -> u32 {
+    calls.fetch_add(1, SeqCst);
+    x
+}
+
+#[tokio::test]
+async fn a_function_can_name_its_cache() {
+    let calls = AtomicUsize::new(0);
+    let scoped = Cache::from_url("memory://").await.unwrap();
+    cache_runtime::scope(scoped.clone(), async {
+        assert_eq!(with_own_cache(&calls, 1).await, 1);
+        assert_eq!(with_own_cache(&calls, 1).await, 1);
+    })
+    .await;
+    // And outside any scope, with nothing installed.
+    assert_eq!(with_own_cache(&calls, 1).await, 1);
+    assert_eq!(calls.load(SeqCst), 1);
+    assert_eq!(own_cache().stats().hits, 2);
+    assert_eq!(
+        scoped.stats().hits + scoped.stats().misses,
+        0,
+        "the scoped cache was not used"
+    );
+}

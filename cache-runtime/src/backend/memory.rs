@@ -190,3 +190,47 @@ impl Backend for MemoryBackend {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn stays_within_its_byte_bound() {
+        let max = 64 * 1024;
+        let backend = MemoryBackend::new(max);
+        let value = Bytes::from(vec![7u8; 1000]);
+        for i in 0..1000 {
+            backend
+                .set(&format!("k{i}"), value.clone(), Duration::from_secs(60))
+                .await
+                .unwrap();
+        }
+        backend.entries.run_pending_tasks();
+        let weight = backend.entries.weighted_size();
+        assert!(weight <= max, "{weight} bytes held, bound {max}");
+        assert!(weight > max / 2, "it does keep what fits: {weight}");
+    }
+
+    #[tokio::test]
+    async fn entries_expire_by_their_own_ttl() {
+        let backend = MemoryBackend::new(1 << 20);
+        backend
+            .set("short", Bytes::from_static(b"x"), Duration::from_millis(50))
+            .await
+            .unwrap();
+        backend
+            .set("long", Bytes::from_static(b"y"), Duration::from_secs(60))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert_eq!(
+            backend.get_fresh("short", "g:").await.unwrap(),
+            Lookup::Missing
+        );
+        assert_eq!(
+            backend.get_fresh("long", "g:").await.unwrap(),
+            Lookup::Found(Bytes::from_static(b"y"))
+        );
+    }
+}

@@ -20,9 +20,25 @@ async fn plain() -> &'static str {
     "plain"
 }
 
+#[derive(serde::Deserialize)]
+struct Search {
+    q: String,
+}
+
+/// Query strings and a JSON body (last, as axum requires) work too; only GET/HEAD are cached.
+#[cached_view(ttl = 60)]
+async fn search(
+    State(_db): State<Db>,
+    axum::extract::Query(search): axum::extract::Query<Search>,
+    axum::Json(body): axum::Json<serde_json::Value>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "q": search.q, "body": body }))
+}
+
 fn main() {
     let _app: axum::Router = axum::Router::new()
         .route("/users/{id}", get(user_page))
         .route("/plain", get(plain))
+        .route("/search", get(search).post(search))
         .with_state(Db);
 }
