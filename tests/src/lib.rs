@@ -89,3 +89,32 @@ pub async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
         .await
         .unwrap_or_else(|e| panic!("cannot connect to Redis at {url}: {e}"))
 }
+
+/// One suite, both backends: for each `case`, a `memory::case` and a `redis::case` test that
+/// call `case(Env::memory("case").await)` and `case(Env::redis("case").await)`, where `Env`
+/// is the calling test file's own environment type.
+///
+/// ```text
+/// cache_tests::on_both_backends!(a_hit_skips_the_body, versions_do_not_share_entries);
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod memory {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Env::memory(stringify!($case)).await).await
+                }
+            )*
+        }
+        mod redis {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Env::redis(stringify!($case)).await).await
+                }
+            )*
+        }
+    };
+}

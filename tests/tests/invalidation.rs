@@ -62,7 +62,7 @@ struct Env {
 }
 
 impl Env {
-    async fn memory() -> Env {
+    async fn memory(_test: &str) -> Env {
         Env {
             cache: Cache::from_url("memory://").await.unwrap(),
             redis_url: None,
@@ -96,24 +96,7 @@ impl Env {
     }
 }
 
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() { super::$case(super::Env::memory().await).await }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() { super::$case(super::Env::redis(stringify!($case)).await).await }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+cache_tests::on_both_backends!(
     queries_follow_the_queries_they_called,
     one_entry_with_the_same_arguments,
     every_entry_of_a_query,

@@ -16,7 +16,7 @@ struct Env {
 }
 
 impl Env {
-    async fn memory() -> Env {
+    async fn memory(_test: &str) -> Env {
         Env {
             cache: Cache::from_url("memory://").await.unwrap(),
             redis_url: None,
@@ -64,29 +64,7 @@ impl Env {
     }
 }
 
-/// Generates one `#[tokio::test]` per backend for each case.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Env::memory().await).await
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Env::redis(stringify!($case)).await).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+cache_tests::on_both_backends!(
     a_hit_skips_the_body,
     arguments_make_distinct_entries,
     versions_do_not_share_entries,

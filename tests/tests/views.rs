@@ -305,29 +305,7 @@ fn router(app: &App) -> Router {
         .with_state(app.clone())
 }
 
-/// Generates one `#[tokio::test]` per backend for each case.
-macro_rules! on_both_backends {
-    ($($case:ident),* $(,)?) => {
-        mod memory {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Env::memory(stringify!($case)).await).await
-                }
-            )*
-        }
-        mod redis {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Env::redis(stringify!($case)).await).await
-                }
-            )*
-        }
-    };
-}
-
-on_both_backends!(
+cache_tests::on_both_backends!(
     a_hit_skips_the_handler,
     query_strings_are_distinct,
     vary_headers_are_distinct,
