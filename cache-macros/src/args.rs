@@ -23,10 +23,11 @@ mod kw {
     syn::custom_keyword!(skip);
     syn::custom_keyword!(cache);
     syn::custom_keyword!(codec);
+    syn::custom_keyword!(companions);
     syn::custom_keyword!(vary);
 }
 
-const VALID: &str = "`key`, `version`, `ttl`, `tags`, `skip(...)`, `cache`, `codec`";
+const VALID: &str = "`key`, `version`, `ttl`, `tags`, `skip(...)`, `cache`, `codec`, `companions`";
 
 /// The arguments of `#[cached_query(...)]`, checked on their own (without the function).
 pub(crate) struct QueryArgs {
@@ -44,6 +45,9 @@ pub(crate) struct QueryArgs {
     pub(crate) cache: Option<Path>,
     /// `codec = postcard` or `codec = my::Codec`.
     pub(crate) codec: Option<Codec>,
+    /// `companions = false`: no `_invalidate` / `_invalidate_all` items (needed on methods of
+    /// a trait `impl`, where extra items are not allowed).
+    pub(crate) companions: bool,
 }
 
 impl Default for QueryArgs {
@@ -56,6 +60,7 @@ impl Default for QueryArgs {
             skip: Vec::new(),
             cache: None,
             codec: None,
+            companions: true,
         }
     }
 }
@@ -194,6 +199,22 @@ impl QueryArgs {
             let kw = input.parse::<kw::codec>()?;
             once(seen, "codec", kw.span)?;
             self.codec = Some(codec(input)?);
+        } else if input.peek(kw::companions) {
+            let kw = input.parse::<kw::companions>()?;
+            once(seen, "companions", kw.span)?;
+            let value = value_of(input, "companions", "companions = false")?;
+            match unwrap_expr(&value) {
+                Expr::Lit(syn::ExprLit {
+                    lit: syn::Lit::Bool(b),
+                    ..
+                }) => self.companions = b.value,
+                other => {
+                    return Err(syn::Error::new_spanned(
+                        other,
+                        "`companions` takes `true` or `false`, e.g. `companions = false` on a method of a trait impl",
+                    ));
+                }
+            }
         } else if input.peek(kw::vary) {
             let kw = input.parse::<kw::vary>()?;
             return Err(syn::Error::new(

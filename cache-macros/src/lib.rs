@@ -73,9 +73,9 @@ mod view;
 /// - `get_user_invalidate_all().await?` invalidates every entry of `get_user`, in O(1).
 ///
 /// For a method they are associated functions without a receiver:
-/// `Repo::get_user_invalidate(id)`. A trait `impl` cannot hold them (rustc reports that
-/// `get_user_invalidate` is not a member of the trait): there, cache an inherent method or a
-/// free function and call it from the trait method.
+/// `Repo::get_user_invalidate(id)`. A trait `impl` cannot hold extra items (rustc would
+/// report that `get_user_invalidate` is not a member of the trait): there, write
+/// `companions = false` and invalidate through tags (`cache.invalidate_tag(..)`).
 ///
 /// Both return `cache_runtime::Result<()>`: unlike a read, an invalidation that did not
 /// happen is an error, because what it names may still be served; retry it, or report the

@@ -68,7 +68,11 @@ pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
             ::cache_runtime::__private::cached_value::<_, #codec, _>(&__CACHE_SPEC, #key, async move #block).await
         },
     };
-    let companions = companions(query, func, &spec, &new_key);
+    let companions = if query.args.companions {
+        companions(query, func, &spec, &new_key)
+    } else {
+        TokenStream::new()
+    };
 
     quote! {
         #(#outer_attrs)*
