@@ -16,13 +16,26 @@ mod view;
 /// Caches the return value of an `async fn` (a database query, a remote call) in the
 /// [`Cache`](https://docs.rs/cache-runtime) installed by `cache_runtime::install`.
 ///
-/// ```ignore
-/// use cache_runtime::cached_query;
+/// ```
+/// use cache_runtime::{Cache, cached_query};
+/// # struct SqlitePool;
+/// # #[derive(Debug)] struct DbError;
+/// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+/// struct User { id: i64, name: String }
 ///
 /// #[cached_query(key = "user:{id}", version = 2, ttl = 60, tags = ["users", "user:{id}"], skip(db))]
-/// async fn get_user(db: &SqlitePool, id: i64) -> Result<User, sqlx::Error> {
-///     sqlx::query_as("SELECT * FROM users WHERE id = ?").bind(id).fetch_one(db).await
+/// async fn get_user(db: &SqlitePool, id: i64) -> Result<User, DbError> {
+///     // sqlx::query_as("SELECT * FROM users WHERE id = ?").bind(id).fetch_one(db).await
+///     Ok(User { id, name: "Ada".into() })
 /// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// cache_runtime::install(Cache::from_url("memory://").await.unwrap());
+/// let db = SqlitePool;
+/// get_user(&db, 42).await.unwrap(); // miss: runs the body, stores the user under ":2:user:42"
+/// get_user(&db, 42).await.unwrap(); // hit
+/// get_user_invalidate(42).await.unwrap(); // after an UPDATE: this user's entry only
+/// # });
 /// ```
 ///
 /// The first call with a given `id` runs the body and stores its value; later calls with the
@@ -88,7 +101,7 @@ mod view;
 /// `"user:42"`, and with `id = "a:b"` the tag `"user:a%3Ab"`: build the tag of a string value
 /// with `cache_runtime::key::encode_value`, not with `format!` on the raw string.
 ///
-/// ```ignore
+/// ```text
 /// sqlx::query("UPDATE users SET name = ? WHERE id = ?").bind(name).bind(42).execute(&db).await?;
 /// get_user_invalidate(42).await?; // this user's entry only
 /// cache.invalidate_tag("users").await?; // every entry tagged "users"
@@ -98,7 +111,7 @@ mod view;
 ///
 /// The example above expands to (every item keeps the function's `#[cfg]`s):
 ///
-/// ```ignore
+/// ```text
 /// async fn get_user(db: &SqlitePool, id: i64) -> Result<User, sqlx::Error> {
 ///     static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = ::cache_runtime::__private::QuerySpec {
 ///         function: ::core::concat!(::core::module_path!(), "::", "get_user"),
@@ -151,9 +164,19 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 
 /// Caches whole HTTP responses of an axum handler, with Django `cache_page` semantics.
 ///
-/// ```ignore
+/// ```
+/// use axum::{Router, extract::State, response::Html, routing::get};
+/// use cache_runtime::cached_view;
+/// # #[derive(Clone)] struct SqlitePool;
+///
 /// #[cached_view(ttl = 900, vary = ["Accept-Language"], tags = ["users"])]
-/// async fn users_page(State(db): State<SqlitePool>) -> Html<String> { /* render */ }
+/// async fn users_page(State(db): State<SqlitePool>) -> Html<String> {
+///     Html("<ul><li>Ada</li></ul>".to_string())
+/// }
+///
+/// // Registered as before; `users_page_invalidate(path)` and `users_page_invalidate_all()`
+/// // come with it.
+/// let app: Router = Router::new().route("/users", get(users_page)).with_state(SqlitePool);
 /// ```
 ///
 /// Arguments: `ttl = SECS` (default: the cache's), `version = N` (default 1),
@@ -179,7 +202,7 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// # Equivalent code without the macro
 ///
-/// ```ignore
+/// ```text
 /// async fn users_page(
 ///     __cache_req: ::cache_runtime::__private::ViewRequest,
 ///     State(db): State<SqlitePool>,

@@ -28,7 +28,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ViewRequest {
 /// otherwise awaits `fut` (the handler's body) and stores its response when the rules
 /// allow. The macro expands
 ///
-/// ```ignore
+/// ```text
 /// #[cached_view(ttl = 900, vary = ["Accept-Language"])]
 /// async fn page(State(db): State<Pool>) -> impl IntoResponse { BODY }
 /// ```
@@ -51,6 +51,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ViewRequest {
 ///         vary: &["Accept-Language"],
 ///         statuses: &[],
 ///         cache: None,
+///         tags: &[],
 ///     };
 ///     ::cache_runtime::__private::cached_view(&__CACHE_VIEW, __cache_req, async move {
 ///         let _ = db;
