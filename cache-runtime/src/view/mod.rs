@@ -29,6 +29,12 @@
 //! `If-None-Match` matches the ETag (`*`, lists, weak comparison) gets `304 Not Modified`
 //! without running the handler. HEAD hits carry the headers without the body.
 //!
+//! **Invalidation** (see `docs/INVALIDATION.md`): a stored response records the generations
+//! of the whole cache, its view, its path, its `tags`, and of every cached query the handler
+//! called while rendering, so [`invalidate_view`], [`invalidate_path`],
+//! `Cache::invalidate_tag` and invalidating any of those queries all make it stale: the page
+//! follows its data.
+//!
 //! **Failures** are misses, as for queries: a backend error or timeout runs the handler;
 //! corrupt or foreign bytes under a key are a miss (counted in
 //! [`Stats::decode_errors`](crate::Stats::decode_errors)). Concurrent misses of one key in
