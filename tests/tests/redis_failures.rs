@@ -124,3 +124,91 @@ async fn frozen_redis_times_out_instead_of_hanging() {
     .await;
     assert!(cache.stats().backend_errors >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_and_acl_user_urls_authenticate() {
+    let server = RedisServer::start();
+    // Set after start: the harness checks readiness with an unauthenticated PING.
+    let mut admin = cache_tests::raw_connection(&server.url()).await;
+    let _: () = ::redis::cmd("CONFIG")
+        .arg(&["SET", "requirepass", "s3cret"])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    // An ACL user limited to the cache's own key prefix and the commands it needs.
+    let _: () = ::redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "app",
+            "on",
+            ">apppw",
+            "~app:*",
+            "+get",
+            "+set",
+            "+mget",
+            "+unlink",
+            "+evalsha",
+            "+eval",
+            "+script|load",
+            "+getrange",
+            "+ping",
+        ])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+
+    for (url, prefix) in [
+        (
+            format!("redis://:s3cret@127.0.0.1:{}/0", server.port()),
+            "default",
+        ),
+        (
+            format!("redis://app:apppw@127.0.0.1:{}/0", server.port()),
+            "app",
+        ),
+    ] {
+        let cache = Cache::builder(&url)
+            .prefix(prefix)
+            .timeout(OP_TIMEOUT)
+            .build()
+            .await
+            .unwrap();
+        let calls = AtomicUsize::new(0);
+        cache_runtime::scope(cache.clone(), async {
+            timed_call(&calls, 3).await;
+            timed_call(&calls, 3).await;
+        })
+        .await;
+        assert_eq!(
+            calls.load(SeqCst),
+            1,
+            "{prefix}: cached through an authenticated connection"
+        );
+        assert_eq!(
+            cache.stats().backend_errors,
+            0,
+            "{prefix}: {:?}",
+            cache.stats()
+        );
+    }
+
+    // A wrong password is not a startup error: calls run uncached and errors are counted.
+    let url = format!("redis://:wrong@127.0.0.1:{}/0", server.port());
+    let cache = cache_for_url(&url).await;
+    let calls = AtomicUsize::new(0);
+    cache_runtime::scope(cache.clone(), async {
+        timed_call(&calls, 4).await;
+        timed_call(&calls, 4).await;
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 2);
+    assert!(cache.stats().backend_errors > 0);
+}
+
+async fn cache_for_url(url: &str) -> Cache {
+    Cache::builder(url)
+        .timeout(OP_TIMEOUT)
+        .build()
+        .await
+        .unwrap()
+}
