@@ -459,3 +459,56 @@ async fn a_function_can_name_its_cache() {
         "the scoped cache was not used"
     );
 }
+
+#[allow(clippy::too_many_arguments)]
+#[cached_query(skip(calls))]
+async fn many(
+    calls: &AtomicUsize,
+    a: u8,
+    b: u8,
+    c: u8,
+    d: u8,
+    e: u8,
+    f: u8,
+    g: u8,
+    h: u8,
+    i: u8,
+    j: u8,
+    k: u8,
+    l: u8,
+    m: u8,
+    n: &str,
+) -> String {
+    calls.fetch_add(1, SeqCst);
+    format!("{a}{b}{c}{d}{e}{f}{g}{h}{i}{j}{k}{l}{m}{n}")
+}
+
+#[tokio::test]
+async fn any_arity_is_keyed_by_every_argument() {
+    let calls = AtomicUsize::new(0);
+    let cache = Cache::from_url("memory://").await.unwrap();
+    cache_runtime::scope(cache, async {
+        assert_eq!(
+            many(&calls, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, "x").await,
+            "1234567890123x"
+        );
+        assert_eq!(
+            many(&calls, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, "x").await,
+            "1234567890123x"
+        );
+        assert_eq!(
+            many(&calls, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 3, "y").await,
+            "1234567890123y"
+        );
+        assert_eq!(
+            many(&calls, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0, 1, 2, 4, "x").await,
+            "1234567890124x"
+        );
+    })
+    .await;
+    assert_eq!(
+        calls.load(SeqCst),
+        3,
+        "the 13th and 14th arguments are part of the key"
+    );
+}
