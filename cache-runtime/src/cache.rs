@@ -19,6 +19,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 /// Largest encoded value stored unless configured otherwise; larger ones are not cached.
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 4 * 1024 * 1024;
+/// Encoded values larger than this are lz4-compressed when the `lz4` feature is on.
+pub const DEFAULT_COMPRESS_ABOVE: usize = 16 * 1024;
 /// Default size bound of the `memory://` backend.
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -48,6 +50,8 @@ pub(crate) struct Inner {
     pub(crate) gen_prefix: String,
     pub(crate) default_ttl: Duration,
     pub(crate) max_value_size: usize,
+    /// Payloads larger than this are lz4-compressed (feature `lz4`).
+    pub(crate) compress_above: Option<usize>,
     pub(crate) codec: CodecKind,
     pub(crate) counters: Counters,
     pub(crate) flights: Flights,
@@ -88,6 +92,7 @@ pub struct CacheBuilder {
     default_ttl: Duration,
     timeout: Duration,
     max_value_size: usize,
+    compress_above: Option<usize>,
     memory_max_bytes: u64,
     codec: CodecKind,
     breaker_threshold: u32,
@@ -113,6 +118,21 @@ impl CacheBuilder {
     /// Largest encoded value that is stored (default 4 MiB).
     pub fn max_value_size(mut self, bytes: usize) -> Self {
         self.max_value_size = bytes;
+        self
+    }
+    /// Compress encoded values larger than `bytes` with lz4 (default 16 KiB; `None` turns
+    /// compression off). Values are decompressed on read whatever this setting, so it can
+    /// change between deploys.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = cache_runtime::Cache::builder("memory://").compress_above(Some(4096)).build().await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "lz4")]
+    pub fn compress_above(mut self, bytes: Option<usize>) -> Self {
+        self.compress_above = bytes;
         self
     }
     /// Size bound of the `memory://` backend (default 64 MiB).
@@ -166,6 +186,7 @@ impl CacheBuilder {
                 prefix: self.prefix,
                 default_ttl: self.default_ttl,
                 max_value_size: self.max_value_size,
+                compress_above: self.compress_above,
                 codec: self.codec,
                 counters: Counters::default(),
                 flights: Flights::default(),
@@ -263,6 +284,7 @@ impl Cache {
             default_ttl: DEFAULT_TTL,
             timeout: DEFAULT_TIMEOUT,
             max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            compress_above: cfg!(feature = "lz4").then_some(DEFAULT_COMPRESS_ABOVE),
             memory_max_bytes: DEFAULT_MEMORY_BYTES,
             codec: CodecKind::default(),
             breaker_threshold: 5,
@@ -273,6 +295,11 @@ impl Cache {
     /// Counters since the cache was built.
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
+    }
+
+    /// Largest payload a read decompresses: a compressed value claiming more is a miss.
+    pub(crate) fn decompress_limit(&self) -> usize {
+        self.inner.max_value_size.saturating_mul(64)
     }
 
     /// The key prefix.

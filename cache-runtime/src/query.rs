@@ -386,7 +386,14 @@ pub(crate) fn encode<T: Serialize + ?Sized, C: SelectCodec>(
     let mut header = Header::now(C::codec_id(cache.inner.codec), cost);
     header.deps = deps;
     let mut buf = header.write(256);
+    let start = buf.len();
     C::encode_with(cache.inner.codec, value, &mut buf)?;
+    envelope::seal(
+        &mut buf,
+        start,
+        cache.inner.compress_above,
+        cache.decompress_limit(),
+    );
     Ok(Bytes::from(buf))
 }
 
@@ -399,7 +406,8 @@ pub(crate) fn decode<T: DeserializeOwned, C: SelectCodec>(
     if header.kind != 0 || header.codec != C::codec_id(cache.inner.codec) {
         return None;
     }
-    let value = C::decode_with(cache.inner.codec, payload).ok()?;
+    let payload = envelope::payload(&header, payload, cache.decompress_limit())?;
+    let value = C::decode_with(cache.inner.codec, &payload).ok()?;
     Some((header, value))
 }
 
@@ -420,9 +428,13 @@ pub fn decode_untrusted(bytes: &[u8]) -> usize {
             + usize::from(C::decode::<String>(payload).is_ok())
             + usize::from(C::decode::<Option<Vec<u32>>>(payload).is_ok())
     }
-    let Some((_header, payload)) = envelope::read(bytes) else {
+    let Some((header, payload)) = envelope::read(bytes) else {
         return 0;
     };
+    let Some(payload) = envelope::payload(&header, payload, 1 << 20) else {
+        return 0;
+    };
+    let payload = &payload[..];
     #[cfg_attr(
         not(any(feature = "postcard", feature = "bincode", feature = "json")),
         allow(unused_mut)

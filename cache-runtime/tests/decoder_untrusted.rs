@@ -27,6 +27,20 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(3000))]
+
+    /// With the `lz4` feature, a header flagged as compressed sends random bytes through the
+    /// decompressor (without it, the flag makes the value a miss).
+    #[test]
+    fn random_compressed_payloads_never_panic(payload in proptest::collection::vec(any::<u8>(), 0..512)) {
+        let mut bytes = header();
+        bytes[4] = 1;
+        bytes.extend_from_slice(&payload);
+        cache_runtime::__private::decode_untrusted(&bytes);
+    }
+}
+
 #[test]
 fn huge_declared_lengths_do_not_allocate() {
     let mut bytes = header();

@@ -147,6 +147,8 @@ fn benches(c: &mut Criterion, rt: &tokio::runtime::Runtime, redis_url: &str) {
                 Cache::builder(url)
                     .prefix("bench")
                     .timeout(Duration::from_secs(1))
+                    // Compared uncompressed with the hand-written path; lz4 is measured below.
+                    .compress_above(None)
                     .build(),
             )
             .unwrap();
@@ -164,6 +166,27 @@ fn benches(c: &mut Criterion, rt: &tokio::runtime::Runtime, redis_url: &str) {
             "bincode" => Bincode, users_bincode;
             "json" => Json, users_json;
         );
+        // The same MessagePack hit with lz4 compression (the `lz4` feature's default 16 KiB
+        // threshold): what decompression costs, against what it saves in memory and transfer.
+        let lz4 = rt
+            .block_on(
+                Cache::builder(url)
+                    .prefix("bench-lz4")
+                    .timeout(Duration::from_secs(1))
+                    .build(),
+            )
+            .unwrap();
+        rt.block_on(cache_runtime::scope(lz4.clone(), users_msgpack()));
+        c.bench_function(&format!("hit_path/{backend}/macro-lz4/msgpack"), |b| {
+            b.to_async(rt)
+                .iter(|| cache_runtime::scope(lz4.clone(), users_msgpack()))
+        });
+        if measuring() {
+            println!(
+                "LZ4 {backend}: {} bytes stored compressed",
+                lz4.stats().bytes_written
+            );
+        }
     }
 }
 
@@ -184,6 +207,18 @@ fn mean_ns(id: &str) -> Option<f64> {
 }
 
 fn print_ratios() {
+    for backend in ["memory", "redis"] {
+        if let (Some(plain), Some(lz4)) = (
+            mean_ns(&format!("hit_path/{backend}/macro/msgpack")),
+            mean_ns(&format!("hit_path/{backend}/macro-lz4/msgpack")),
+        ) {
+            println!(
+                "{backend}: msgpack hit {:.1} µs, with lz4 {:.1} µs",
+                plain / 1e3,
+                lz4 / 1e3
+            );
+        }
+    }
     println!(
         "\n{:<10} {:>14} {:>14} {:>14} {:>10}",
         "codec", "memory macro", "redis macro", "redis hand", "macro/hand"

@@ -78,6 +78,7 @@ cache_tests::on_both_backends!(
     templates_interpolate_arguments,
     stats_count_hits_misses_and_fills,
     clear_removes_this_prefix_only,
+    large_values_are_compressed,
 );
 
 #[cached_query(skip(calls))]
@@ -511,4 +512,33 @@ async fn any_arity_is_keyed_by_every_argument() {
         3,
         "the 13th and 14th arguments are part of the key"
     );
+}
+
+#[cached_query(key = "big", skip(calls))]
+async fn big(calls: &AtomicUsize) -> Vec<Row> {
+    calls.fetch_add(1, SeqCst);
+    (0..2000).map(row).collect()
+}
+
+async fn large_values_are_compressed(env: Env) {
+    let calls = AtomicUsize::new(0);
+    env.run(async {
+        assert_eq!(big(&calls).await.len(), 2000);
+        assert_eq!(big(&calls).await[1999], row(1999));
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 1);
+    let stats = env.cache.stats();
+    // ~60 KB of MessagePack, stored lz4-compressed (above the default 16 KiB).
+    assert!(stats.bytes_written < 30_000, "{stats:?}");
+    if let Some(url) = &env.redis_url {
+        let mut conn = raw_connection(url).await;
+        let key = format!("{}:1:big", env.cache.prefix());
+        let len: usize = ::redis::cmd("STRLEN")
+            .arg(&key)
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(len as u64, stats.bytes_written);
+    }
 }

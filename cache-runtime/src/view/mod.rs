@@ -279,7 +279,7 @@ where
             // The leader's fill may predate an invalidation that returned before this
             // request began: its generations are checked before it is served.
             if let Some(bytes) = flight::wait(slot).await
-                && let Some(entry) = Entry::decode(&bytes)
+                && let Some(entry) = Entry::decode(&bytes, cache.decompress_limit())
                 && let Some((header, _)) = crate::envelope::read(&bytes)
                 && cache.still_fresh(&header.deps, name).await
             {
@@ -343,6 +343,7 @@ where
         ttl,
         started.elapsed(),
         deps,
+        response::Compression::of(&cache),
     ) {
         Ok((bytes, _)) if bytes.len() > cache.inner.max_value_size => {
             tracing::debug!(key = %logical, name, size = bytes.len(), "cache: response over the size limit; not stored");
@@ -377,7 +378,7 @@ async fn lookup(
         return None;
     };
     let counters = &cache.inner.counters;
-    match Entry::decode(&bytes) {
+    match Entry::decode(&bytes, cache.decompress_limit()) {
         Some(entry) if entry.fresh(SystemTime::now()) => {
             counters.count(Event::Hit, name);
             counters.read_bytes(bytes.len());

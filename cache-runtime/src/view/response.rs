@@ -100,6 +100,22 @@ pub(crate) fn prepare<V: AsRef<str>>(headers: &mut HeaderMap, body: &[u8], vary:
     }
 }
 
+/// When to compress a stored response, and what a reader accepts decompressing.
+#[derive(Clone, Copy)]
+pub(crate) struct Compression {
+    pub(crate) above: Option<usize>,
+    pub(crate) limit: usize,
+}
+
+impl Compression {
+    pub(crate) fn of(cache: &crate::Cache) -> Compression {
+        Compression {
+            above: cache.inner.compress_above,
+            limit: cache.decompress_limit(),
+        }
+    }
+}
+
 /// Headers never stored: hop-by-hop ones (and those the `Connection` header names), `Age`
 /// (recomputed on every hit) and `Content-Length` (set from the stored body).
 fn stored_header(name: &HeaderName, connection: &[String]) -> bool {
@@ -146,6 +162,7 @@ impl Entry {
         ttl: Duration,
         cost: Duration,
         deps: crate::invalidate::Deps,
+        compress: Compression,
     ) -> crate::Result<(Bytes, SystemTime)> {
         let connection: Vec<String> = headers
             .get_all(header::CONNECTION)
@@ -172,7 +189,9 @@ impl Entry {
         header.kind = VIEW_KIND;
         header.deps = deps;
         let mut buf = header.write(body.len() + 256);
+        let start = buf.len();
         MsgPack::encode(&payload, &mut buf)?;
+        envelope::seal(&mut buf, start, compress.above, compress.limit);
         Ok((
             Bytes::from(buf),
             UNIX_EPOCH + Duration::from_millis(header.filled_at_ms),
@@ -181,12 +200,13 @@ impl Entry {
 
     /// The stored response, or `None` for anything else (another kind, another codec,
     /// corrupt bytes, a header that no longer parses): a miss.
-    pub(crate) fn decode(bytes: &[u8]) -> Option<Entry> {
+    pub(crate) fn decode(bytes: &[u8], limit: usize) -> Option<Entry> {
         let (header, payload) = envelope::read(bytes)?;
         if header.kind != VIEW_KIND || header.codec != MsgPack::ID {
             return None;
         }
-        let payload: Payload = MsgPack::decode(payload).ok()?;
+        let payload = envelope::payload(&header, payload, limit)?;
+        let payload: Payload = MsgPack::decode(&payload).ok()?;
         let mut headers = HeaderMap::with_capacity(payload.headers.len());
         for (name, value) in payload.headers {
             headers.append(
@@ -482,9 +502,13 @@ mod tests {
             Duration::from_secs(9),
             Duration::ZERO,
             Vec::new(),
+            Compression {
+                above: None,
+                limit: 1 << 20,
+            },
         )
         .unwrap();
-        let entry = Entry::decode(&bytes).unwrap();
+        let entry = Entry::decode(&bytes, 1 << 20).unwrap();
         assert_eq!(entry.status, StatusCode::CREATED);
         assert_eq!(entry.body, body);
         assert_eq!(entry.ttl, Duration::from_secs(9));
@@ -505,15 +529,19 @@ mod tests {
             Duration::from_secs(1),
             Duration::ZERO,
             Vec::new(),
+            Compression {
+                above: None,
+                limit: 1 << 20,
+            },
         )
         .unwrap();
         let mut query_kind = bytes.to_vec();
         query_kind[5] = 0;
-        assert!(Entry::decode(&query_kind).is_none());
+        assert!(Entry::decode(&query_kind, 1 << 20).is_none());
         for cut in 0..bytes.len() {
-            assert!(Entry::decode(&bytes[..cut]).is_none());
+            assert!(Entry::decode(&bytes[..cut], 1 << 20).is_none());
         }
-        assert!(Entry::decode(b"not an envelope at all, just text").is_none());
+        assert!(Entry::decode(b"not an envelope at all, just text", 1 << 20).is_none());
     }
 
     #[test]
