@@ -81,16 +81,14 @@ impl Error {
     }
 
     /// True when Redis did not know a script (it was flushed or restarted): load and retry.
+    #[cfg(feature = "redis")]
     pub(crate) fn is_no_script(&self) -> bool {
-        #[cfg(feature = "redis")]
-        if let Some(e) = self
+        let redis_error = self
             .source
             .as_ref()
-            .and_then(|s| s.downcast_ref::<redis::RedisError>())
-        {
-            return e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript);
-        }
-        false
+            .and_then(|s| s.downcast_ref::<redis::RedisError>());
+        redis_error
+            .is_some_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
     }
 
     /// True for a problem with a URL or setting (fix the configuration).
