@@ -118,3 +118,31 @@ macro_rules! on_both_backends {
         }
     };
 }
+
+/// The backend a test case runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded `memory://` store.
+    Memory,
+    /// The test binary's shared `redis-server` ([`redis_server_url`]).
+    Redis,
+}
+
+/// A cache of its own for one test: a [`unique_prefix`], and on Redis the shared server with
+/// a 2 s operation timeout (so a loaded CI machine does not turn slow answers into misses).
+/// `configure` adds the test's own settings. Returns the cache and, on Redis, its URL.
+pub async fn test_cache(
+    backend: Backend,
+    test: &str,
+    configure: impl FnOnce(cache_runtime::CacheBuilder) -> cache_runtime::CacheBuilder,
+) -> (cache_runtime::Cache, Option<String>) {
+    let url = match backend {
+        Backend::Memory => None,
+        Backend::Redis => Some(redis_server_url()),
+    };
+    let builder = cache_runtime::Cache::builder(url.as_deref().unwrap_or("memory://"))
+        .prefix(unique_prefix(test))
+        .timeout(Duration::from_secs(2));
+    let cache = configure(builder).build().await.expect("test cache");
+    (cache, url)
+}

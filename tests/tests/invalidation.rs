@@ -12,7 +12,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::routing::get;
 use cache_runtime::{Cache, cached_query, cached_view};
-use cache_tests::{RedisServer, raw_connection, redis_server_url, unique_prefix};
+use cache_tests::{Backend, RedisServer, raw_connection, test_cache, unique_prefix};
 use http::Request;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -62,24 +62,14 @@ struct Env {
 }
 
 impl Env {
-    async fn memory(_test: &str) -> Env {
-        Env {
-            cache: Cache::from_url("memory://").await.unwrap(),
-            redis_url: None,
-        }
+    async fn memory(test: &str) -> Env {
+        let (cache, redis_url) = test_cache(Backend::Memory, test, |b| b).await;
+        Env { cache, redis_url }
     }
+
     async fn redis(test: &str) -> Env {
-        let url = redis_server_url();
-        let cache = Cache::builder(&url)
-            .prefix(unique_prefix(test))
-            .timeout(Duration::from_secs(2))
-            .build()
-            .await
-            .unwrap();
-        Env {
-            cache,
-            redis_url: Some(url),
-        }
+        let (cache, redis_url) = test_cache(Backend::Redis, test, |b| b).await;
+        Env { cache, redis_url }
     }
     async fn run<F: Future>(&self, f: F) -> F::Output {
         cache_runtime::scope(self.cache.clone(), f).await

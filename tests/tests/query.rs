@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 use std::time::Duration;
 
 use cache_runtime::{Cache, cached_query};
-use cache_tests::{raw_connection, redis_server_url, unique_prefix};
+use cache_tests::{Backend, raw_connection, test_cache};
 use serde::{Deserialize, Serialize};
 
 /// What a case gets: its own cache, and the Redis URL behind it (for raw pokes).
@@ -16,24 +16,14 @@ struct Env {
 }
 
 impl Env {
-    async fn memory(_test: &str) -> Env {
-        Env {
-            cache: Cache::from_url("memory://").await.unwrap(),
-            redis_url: None,
-        }
+    async fn memory(test: &str) -> Env {
+        let (cache, redis_url) = test_cache(Backend::Memory, test, |b| b).await;
+        Env { cache, redis_url }
     }
 
     async fn redis(test: &str) -> Env {
-        let url = redis_server_url();
-        let cache = Cache::builder(&url)
-            .prefix(unique_prefix(test))
-            .build()
-            .await
-            .unwrap();
-        Env {
-            cache,
-            redis_url: Some(url),
-        }
+        let (cache, redis_url) = test_cache(Backend::Redis, test, |b| b).await;
+        Env { cache, redis_url }
     }
 
     /// Runs `f` with this env's cache as the task's default.

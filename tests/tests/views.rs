@@ -21,7 +21,7 @@ use bytes::Bytes;
 use cache_runtime::__private::{ViewRequest, ViewSpec, cached_view};
 use cache_runtime::Cache;
 use cache_runtime::view::CacheLayer;
-use cache_tests::{raw_connection, redis_server_url, unique_prefix};
+use cache_tests::{Backend, raw_connection, test_cache};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, header};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
@@ -40,31 +40,15 @@ struct Env {
 
 impl Env {
     async fn memory(test: &str) -> Env {
-        let cache = Cache::builder("memory://")
-            .prefix(unique_prefix(test))
-            .max_value_size(MAX_VALUE)
-            .build()
-            .await
-            .unwrap();
-        Env {
-            cache,
-            redis_url: None,
-        }
+        let (cache, redis_url) =
+            test_cache(Backend::Memory, test, |b| b.max_value_size(MAX_VALUE)).await;
+        Env { cache, redis_url }
     }
 
     async fn redis(test: &str) -> Env {
-        let url = redis_server_url();
-        let cache = Cache::builder(&url)
-            .prefix(unique_prefix(test))
-            .max_value_size(MAX_VALUE)
-            .timeout(Duration::from_secs(2))
-            .build()
-            .await
-            .unwrap();
-        Env {
-            cache,
-            redis_url: Some(url),
-        }
+        let (cache, redis_url) =
+            test_cache(Backend::Redis, test, |b| b.max_value_size(MAX_VALUE)).await;
+        Env { cache, redis_url }
     }
 
     /// Sends one request through `app` with this env's cache as the task's default.
