@@ -338,12 +338,13 @@ impl Cache {
         key
     }
 
-    /// Runs one backend operation behind the circuit breaker: a failure is logged, counted
-    /// and reported as `None`.
+    /// Runs one backend operation behind the circuit breaker: a failure is logged (with the
+    /// key, when the operation has one), counted and reported as `None`.
     pub(crate) async fn guarded<T>(
         &self,
         name: &'static str,
         op: &'static str,
+        key: Option<&str>,
         fut: impl std::future::Future<Output = Result<T>>,
     ) -> Option<T> {
         if !self.inner.breaker.allow() {
@@ -356,7 +357,9 @@ impl Cache {
                 Some(value)
             }
             Err(e) => {
-                self.backend_failed(&e, op, name, name);
+                self.inner.breaker.failure();
+                self.inner.counters.count(Event::BackendError, name);
+                tracing::warn!(error = %e, op, key, name, "cache: backend failed; running uncached");
                 None
             }
         }
@@ -376,10 +379,10 @@ impl Cache {
         let lookup = match expected {
             Some(expected) => {
                 let read = backend.get_fresh_expecting(key, prefix, expected);
-                self.guarded(name, "read", read).await
+                self.guarded(name, "read", Some(key), read).await
             }
             None => {
-                self.guarded(name, "read", backend.get_fresh(key, prefix))
+                self.guarded(name, "read", Some(key), backend.get_fresh(key, prefix))
                     .await
             }
         };
@@ -405,25 +408,12 @@ impl Cache {
             );
             return;
         }
-        if !self.inner.breaker.allow() {
-            self.inner.counters.count(Event::Skipped, name);
-            return;
-        }
         let len = value.len();
-        match self.inner.backend.set(key, value, ttl).await {
-            Ok(()) => {
-                self.inner.breaker.success();
-                self.inner.counters.count(Event::Fill, name);
-                self.inner.counters.wrote_bytes(len);
-            }
-            Err(e) => self.backend_failed(&e, "write", key, name),
+        let set = self.inner.backend.set(key, value, ttl);
+        if self.guarded(name, "write", Some(key), set).await.is_some() {
+            self.inner.counters.count(Event::Fill, name);
+            self.inner.counters.wrote_bytes(len);
         }
-    }
-
-    fn backend_failed(&self, e: &Error, op: &str, key: &str, name: &'static str) {
-        self.inner.breaker.failure();
-        self.inner.counters.count(Event::BackendError, name);
-        tracing::warn!(error = %e, op, key, name, "cache: backend failed; running uncached");
     }
 
     /// Reads a value stored with [`Cache::set`] under `{prefix}:1:{key}` (Django's

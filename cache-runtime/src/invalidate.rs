@@ -95,6 +95,7 @@ impl Cache {
             .guarded(
                 name,
                 "generations",
+                None,
                 self.inner.backend.generations(&keys, &offered),
             )
             .await?;
@@ -110,7 +111,7 @@ impl Cache {
         }
         let prefix = self.gen_prefix();
         let fresh = self
-            .guarded(name, "check", self.inner.backend.check(prefix, deps))
+            .guarded(name, "check", None, self.inner.backend.check(prefix, deps))
             .await;
         if fresh == Some(false) {
             self.inner.counters.count(crate::stats::Event::Stale, name);
