@@ -10,6 +10,7 @@
 use proc_macro::TokenStream;
 
 mod args;
+mod item;
 mod query;
 mod view;
 

@@ -5,7 +5,7 @@ use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream, TokenTree
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt as _;
 use syn::parse::{Parse as _, Parser as _};
-use syn::{AttrStyle, GenericArgument, ItemFn, LitStr, PathArguments, Type};
+use syn::{GenericArgument, ItemFn, LitStr, PathArguments, Type};
 
 use crate::args::{self, Codec, CompanionParam, Mode, Query, QueryArgs};
 
@@ -18,18 +18,13 @@ const MAX_TUPLE: usize = 12;
 pub(crate) fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
     let func = match syn::parse2::<ItemFn>(item.clone()) {
         Ok(func) => func,
-        Err(error) => return with_error(item, error),
+        Err(error) => return crate::item::with_error(item, error),
     };
     let args = QueryArgs::parse.parse2(args);
     match args::check(args, &func.sig) {
         Ok(query) => expand(&query, &func),
-        Err(error) => with_error(item, error),
+        Err(error) => crate::item::with_error(item, error),
     }
-}
-
-fn with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
-    item.extend(error.into_compile_error());
-    item
 }
 
 /// The expansion of a checked query: the function, then its two companions.
@@ -41,12 +36,7 @@ pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
         sig,
         block,
     } = func;
-    let outer_attrs = attrs
-        .iter()
-        .filter(|attr| matches!(attr.style, AttrStyle::Outer));
-    let inner_attrs = attrs
-        .iter()
-        .filter(|attr| matches!(attr.style, AttrStyle::Inner(_)));
+    let (outer_attrs, inner_attrs) = crate::item::split_attrs(attrs);
     let defaultness = &modifiers.defaultness;
 
     let output = query.output;
@@ -137,10 +127,7 @@ fn companions(
         attrs, vis, sig, ..
     } = func;
     let private = quote!(::cache_runtime::__private);
-    let cfgs = attrs
-        .iter()
-        .filter(|attr| matches!(attr.style, AttrStyle::Outer) && attr.path().is_ident("cfg"));
-    let cfgs = quote!(#(#cfgs)*);
+    let cfgs = crate::item::cfgs(attrs);
     let allows = companion_allows();
     let name = &sig.ident;
     let unraw = name.unraw().to_string();

@@ -200,25 +200,20 @@ fn view_tag(item: Expr) -> syn::Result<LitStr> {
 pub(crate) fn cached_view(args: TokenStream, item: TokenStream) -> TokenStream {
     let func: ItemFn = match syn::parse2(item.clone()) {
         Ok(f) => f,
-        Err(e) => return with_error(item, e),
+        Err(e) => return crate::item::with_error(item, e),
     };
     let args: ViewArgs = match syn::parse2(args) {
         Ok(a) => a,
-        Err(e) => return with_error(item, e),
+        Err(e) => return crate::item::with_error(item, e),
     };
     if func.sig.asyncness.is_none() {
         let e = syn::Error::new_spanned(
             func.sig.fn_token,
             "#[cached_view] caches axum handlers, which are `async fn`: make it async",
         );
-        return with_error(item, e);
+        return crate::item::with_error(item, e);
     }
     expand(&args, &func)
-}
-
-fn with_error(mut item: TokenStream, error: syn::Error) -> TokenStream {
-    item.extend(error.into_compile_error());
-    item
 }
 
 fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
@@ -229,12 +224,7 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
         sig,
         block,
     } = func;
-    let outer = attrs
-        .iter()
-        .filter(|a| matches!(a.style, syn::AttrStyle::Outer));
-    let inner = attrs
-        .iter()
-        .filter(|a| matches!(a.style, syn::AttrStyle::Inner(_)));
+    let (outer, inner) = crate::item::split_attrs(attrs);
     let defaultness = &modifiers.defaultness;
     let spec = spec(args, &sig.ident);
     // Keep the user's declared return type in play: it pins the body's type where it can be
@@ -313,10 +303,7 @@ fn companions(func: &ItemFn, spec: &TokenStream) -> TokenStream {
         attrs, vis, sig, ..
     } = func;
     let private = quote!(::cache_runtime::__private);
-    let cfgs = attrs
-        .iter()
-        .filter(|attr| matches!(attr.style, syn::AttrStyle::Outer) && attr.path().is_ident("cfg"));
-    let cfgs = quote!(#(#cfgs)*);
+    let cfgs = crate::item::cfgs(attrs);
     let name = sig.ident.unraw().to_string();
     let entry = format_ident!("{}_invalidate", name, span = sig.ident.span());
     let all = format_ident!("{}_invalidate_all", name, span = sig.ident.span());
