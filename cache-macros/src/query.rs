@@ -236,7 +236,10 @@ fn spec(query: &Query<'_>, name: &Ident) -> TokenStream {
     }));
     let version = Literal::u64_unsuffixed(args.version);
     let ttl = option(args.ttl.map(Literal::u64_unsuffixed));
-    let tags = args.tags.iter().map(|tag| &tag.lit);
+    let tags = args.tags.iter().map(|tag| {
+        let pieces = &tag.pieces;
+        quote!(&[#(#pieces),*])
+    });
     let cache = option(args.cache.as_ref());
     quote! {
         ::cache_runtime::__private::QuerySpec {
@@ -329,7 +332,7 @@ mod tests {
                 template: ::core::option::Option::Some(&["user:", ""]),
                 version: 2,
                 ttl: ::core::option::Option::Some(60),
-                tags: &["users", "user:{id}"],
+                tags: &[&["users"], &["user:", ""]],
                 cache: ::core::option::Option::None,
             }
         };
@@ -519,7 +522,7 @@ mod tests {
         );
         assert!(
             out.contains(&norm(
-                quote!(tags: &["users", "tenant:{tenant}", "user:{id}:{tenant}"],)
+                quote!(tags: &[&["users"], &["tenant:", ""], &["user:", ":", ""]],)
             )),
             "{out}"
         );
@@ -749,7 +752,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains(&norm(quote!(tags: &["users", "user:{id}"],))),
+            out.contains(&norm(quote!(tags: &[&["users"], &["user:", ""]],))),
             "{out}"
         );
         assert!(

@@ -32,8 +32,8 @@ pub struct QuerySpec {
     pub version: u64,
     /// The `ttl` argument in seconds; `None` uses the cache's default.
     pub ttl: Option<u64>,
-    /// The `tags` templates.
-    pub tags: &'static [&'static str],
+    /// The `tags` templates, each split at its placeholders like `template`.
+    pub tags: &'static [&'static [&'static str]],
     /// The `cache` argument: where to find the cache instead of the installed one.
     pub cache: Option<fn() -> Cache>,
 }
@@ -111,20 +111,19 @@ impl Key {
     }
 }
 
-/// Fills `{placeholder}`s of the tag templates, in order, with `values`.
-fn interpolate_tags(templates: &[&str], values: &[String]) -> Option<Vec<String>> {
+/// Fills the placeholders of the tag templates (split at compile time), in order, with
+/// `values`.
+fn interpolate_tags(templates: &[&[&str]], values: &[String]) -> Option<Vec<String>> {
     let mut values = values.iter();
     let mut tags = Vec::with_capacity(templates.len());
-    for template in templates {
-        let mut tag = String::with_capacity(template.len() + 16);
-        let mut rest = *template;
-        while let Some(open) = rest.find('{') {
-            let close = rest[open..].find('}')? + open;
-            tag.push_str(&rest[..open]);
+    for pieces in templates {
+        let (first, rest) = pieces.split_first()?;
+        let mut tag = String::with_capacity(pieces.iter().map(|p| p.len() + 8).sum());
+        tag.push_str(first);
+        for piece in rest {
             tag.push_str(values.next()?);
-            rest = &rest[close + 1..];
+            tag.push_str(piece);
         }
-        tag.push_str(rest);
         tags.push(tag);
     }
     values.next().is_none().then_some(tags)
