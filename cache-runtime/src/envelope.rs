@@ -1,131 +1,275 @@
-//! The envelope: a fixed header in front of every stored payload.
+//! The envelope: a fixed header in front of every stored value (query values, HTTP
+//! responses, `Cache::set`). This module is the only one that writes or reads it.
 //!
 //! ```text
 //! offset  size  field
 //! 0       2     magic "CR"
-//! 2       1     format version (1)
-//! 3       1     codec id
+//! 2       1     format version (2)
+//! 3       1     codec id (what wrote the payload; 0 for HTTP responses)
 //! 4       1     flags: bit 0 = payload compressed with lz4 (size-prepended); others 0
-//! 5       1     kind (0 = query value, 1 = view response)
+//! 5       1     kind (0 = a codec value, 1 = an HTTP response)
 //! 6       8     fill time, Unix milliseconds, little endian
-//! 14      4     compute cost of the fill, microseconds (saturating)
-//! 18      2     dependency count N
-//! 20      ...   N × (u16 name length, name bytes, u64 generation)
-//! ...     ...   codec payload
+//! 14      8     fresh until, Unix milliseconds (fill time + TTL, saturating)
+//! 22      4     compute cost of the fill, microseconds (saturating)
+//! 26      8     schema fingerprint of the payload's type (0: none)
+//! 34      2     dependency count N (at most 4096)
+//! 36      ...   N × (u16 name length, name bytes (UTF-8), u64 generation)
+//! ...     ...   payload (lz4-compressed when flag bit 0 is set)
 //! ```
 //!
 //! Anything that does not match, from a truncated buffer to a foreign value written by
-//! another program, decodes to `None`: a miss, never a panic, and nothing is allocated
-//! from lengths read out of the buffer (a compressed payload's claimed size is checked
-//! against a bound before anything is decompressed).
+//! another program, opens to `None`: a miss, never a panic, and nothing is allocated from
+//! lengths read out of the buffer (a compressed payload's claimed size is checked against
+//! a bound before anything is decompressed). Opening a value copies nothing: the
+//! dependencies and the payload are slices of the stored buffer (an lz4 payload is
+//! decompressed once, into a buffer of its own).
 
-use std::borrow::Cow;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 const MAGIC: [u8; 2] = *b"CR";
-const FORMAT: u8 = 1;
-const FIXED_LEN: usize = 20;
+const FORMAT: u8 = 2;
+const FIXED_LEN: usize = 36;
 /// Flag bit: the payload is lz4-compressed, its decompressed size prepended (u32 LE).
 const FLAG_LZ4: u8 = 1;
-/// Most dependencies one value may record; more means the buffer is corrupt.
-const MAX_DEPS: usize = 4096;
+/// Most dependencies one value may record. A fill that depends on more is not stored.
+pub(crate) const MAX_DEPS: usize = 4096;
 
-/// What the envelope holds besides the payload.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Header {
+/// What kind of value an envelope holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A value written by a codec (`#[cached_query]`, `Cache::set`).
+    Value = 0,
+    /// An HTTP response (`#[cached_view]`, `CacheLayer`).
+    Response = 1,
+}
+
+/// The fixed fields of an envelope.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Header {
     /// Id of the codec that wrote the payload.
-    pub codec: u8,
-    /// What kind of value this is (0 for query values).
-    pub kind: u8,
-    /// Whether the payload is lz4-compressed.
-    pub compressed: bool,
+    pub(crate) codec: u8,
+    pub(crate) kind: Kind,
     /// When the fill finished, in Unix milliseconds.
-    pub filled_at_ms: u64,
+    pub(crate) filled_at_ms: u64,
+    /// Until when the value is fresh, in Unix milliseconds.
+    pub(crate) fresh_until_ms: u64,
     /// How long the fill's computation took, in microseconds.
-    pub cost_us: u32,
-    /// The generations the fill ran under (name, generation).
-    pub deps: Vec<(String, u64)>,
+    pub(crate) cost_us: u32,
+    /// Fingerprint of the payload's schema, for codecs that need one (0: none).
+    pub(crate) fingerprint: u64,
 }
 
 impl Header {
-    /// A header for a value computed now, in `cost`.
-    pub fn now(codec: u8, cost: Duration) -> Header {
-        let filled_at_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+    /// A header for a value of `kind` filled now, fresh for `ttl`, computed in `cost`.
+    pub(crate) fn new(kind: Kind, codec: u8, ttl: Duration, cost: Duration) -> Header {
+        let filled_at_ms = now_ms();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         Header {
             codec,
-            kind: 0,
-            compressed: false,
+            kind,
             filled_at_ms,
+            fresh_until_ms: filled_at_ms.saturating_add(ttl_ms),
             cost_us: u32::try_from(cost.as_micros()).unwrap_or(u32::MAX),
-            deps: Vec::new(),
+            fingerprint: 0,
         }
     }
 
-    /// Writes the header into a fresh buffer, leaving room for `payload_hint` bytes.
-    pub fn write(&self, payload_hint: usize) -> Vec<u8> {
-        let deps_len: usize = self.deps.iter().map(|(n, _)| 10 + n.len()).sum();
-        let mut out = Vec::with_capacity(FIXED_LEN + deps_len + payload_hint);
-        out.extend_from_slice(&MAGIC);
-        out.push(FORMAT);
-        out.push(self.codec);
-        out.push(if self.compressed { FLAG_LZ4 } else { 0 });
-        out.push(self.kind);
-        out.extend_from_slice(&self.filled_at_ms.to_le_bytes());
-        out.extend_from_slice(&self.cost_us.to_le_bytes());
-        let n = self.deps.len().min(MAX_DEPS);
-        out.extend_from_slice(&(n as u16).to_le_bytes());
-        for (name, generation) in self.deps.iter().take(n) {
-            let name = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
-            out.extend_from_slice(&(name.len() as u16).to_le_bytes());
-            out.extend_from_slice(name);
-            out.extend_from_slice(&generation.to_le_bytes());
-        }
-        out
+    /// When the fill finished.
+    #[cfg(feature = "view")]
+    pub(crate) fn filled_at(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(self.filled_at_ms)
+    }
+
+    /// The TTL the value was stored with.
+    #[cfg(feature = "view")]
+    pub(crate) fn ttl(&self) -> Duration {
+        Duration::from_millis(self.fresh_until_ms.saturating_sub(self.filled_at_ms))
     }
 }
 
-/// Splits `bytes` into header and payload; `None` for anything that is not a valid
-/// envelope of format 1.
-pub fn read(bytes: &[u8]) -> Option<(Header, &[u8])> {
+/// Now, in Unix milliseconds (0 before 1970).
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// When to compress a payload, and the most a reader decompresses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Compression {
+    /// Compress payloads larger than this (`None`: never).
+    #[cfg_attr(not(feature = "lz4"), allow(dead_code))]
+    pub(crate) above: Option<usize>,
+    /// The largest payload a reader accepts decompressing (the largest value stored).
+    pub(crate) limit: usize,
+}
+
+/// Writes one envelope: the header and dependencies first, then the payload the caller
+/// appends to [`Writer::payload`], then [`Writer::seal`] (which compresses it per
+/// [`Compression`]).
+pub(crate) struct Writer {
+    buf: Vec<u8>,
+    payload_start: usize,
+}
+
+impl Writer {
+    /// Starts an envelope for `header` recording `deps` (at most [`MAX_DEPS`], each name
+    /// at most 65,535 bytes: `None` otherwise), with room for `payload_hint` bytes.
+    pub(crate) fn new<'d>(
+        header: &Header,
+        deps: impl ExactSizeIterator<Item = (&'d str, u64)> + Clone,
+        payload_hint: usize,
+    ) -> Option<Writer> {
+        if deps.len() > MAX_DEPS {
+            return None;
+        }
+        let deps_len: usize = deps.clone().map(|(n, _)| 10 + n.len()).sum();
+        let mut buf = Vec::with_capacity(FIXED_LEN + deps_len + payload_hint);
+        buf.extend_from_slice(&MAGIC);
+        buf.push(FORMAT);
+        buf.push(header.codec);
+        buf.push(0);
+        buf.push(header.kind as u8);
+        buf.extend_from_slice(&header.filled_at_ms.to_le_bytes());
+        buf.extend_from_slice(&header.fresh_until_ms.to_le_bytes());
+        buf.extend_from_slice(&header.cost_us.to_le_bytes());
+        buf.extend_from_slice(&header.fingerprint.to_le_bytes());
+        buf.extend_from_slice(&(deps.len() as u16).to_le_bytes());
+        for (name, generation) in deps {
+            let len = u16::try_from(name.len()).ok()?;
+            buf.extend_from_slice(&len.to_le_bytes());
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(&generation.to_le_bytes());
+        }
+        let payload_start = buf.len();
+        Some(Writer { buf, payload_start })
+    }
+
+    /// Where the payload goes.
+    pub(crate) fn payload(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// The finished envelope.
+    pub(crate) fn seal(mut self, compression: Compression) -> Bytes {
+        compress(&mut self.buf, self.payload_start, compression);
+        Bytes::from(self.buf)
+    }
+}
+
+/// A stored value, opened: its header, its dependencies and its payload (decompressed).
+#[derive(Debug, Clone)]
+pub(crate) struct Opened {
+    pub(crate) header: Header,
+    /// The dependency records, validated by [`open`].
+    deps: Bytes,
+    n_deps: usize,
+    /// The payload, decompressed.
+    pub(crate) payload: Bytes,
+    /// Size of the stored bytes.
+    pub(crate) stored_len: usize,
+}
+
+impl Opened {
+    /// The generations the value was filled under: (name, generation).
+    pub(crate) fn deps(&self) -> DepIter<'_> {
+        DepIter {
+            rest: &self.deps,
+            left: self.n_deps,
+        }
+    }
+}
+
+/// The dependencies of an [`Opened`] value, borrowed from its bytes.
+#[derive(Clone)]
+pub(crate) struct DepIter<'a> {
+    rest: &'a [u8],
+    left: usize,
+}
+
+impl<'a> Iterator for DepIter<'a> {
+    type Item = (&'a str, u64);
+
+    fn next(&mut self) -> Option<(&'a str, u64)> {
+        let (dep, rest) = split_dep(self.rest)?;
+        self.rest = rest;
+        self.left -= 1;
+        Some(dep)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+impl ExactSizeIterator for DepIter<'_> {}
+
+fn split_dep(bytes: &[u8]) -> Option<((&str, u64), &[u8])> {
+    let len = u16::from_le_bytes(bytes.get(..2)?.try_into().ok()?) as usize;
+    let name = std::str::from_utf8(bytes.get(2..2 + len)?).ok()?;
+    let generation = u64::from_le_bytes(bytes.get(2 + len..10 + len)?.try_into().ok()?);
+    Some(((name, generation), &bytes[10 + len..]))
+}
+
+/// Opens `bytes`; `None` for anything that is not a valid envelope of format 2, or whose
+/// compressed payload is corrupt or claims more than `limit` bytes.
+pub(crate) fn open(bytes: Bytes, limit: usize) -> Option<Opened> {
     let fixed = bytes.get(..FIXED_LEN)?;
     let known_flags = if cfg!(feature = "lz4") { FLAG_LZ4 } else { 0 };
     if fixed[..2] != MAGIC || fixed[2] != FORMAT || fixed[4] & !known_flags != 0 {
         return None;
     }
-    let mut header = Header {
-        codec: fixed[3],
-        kind: fixed[5],
-        compressed: fixed[4] & FLAG_LZ4 != 0,
-        filled_at_ms: u64::from_le_bytes(fixed[6..14].try_into().ok()?),
-        cost_us: u32::from_le_bytes(fixed[14..18].try_into().ok()?),
-        deps: Vec::new(),
+    let kind = match fixed[5] {
+        0 => Kind::Value,
+        1 => Kind::Response,
+        _ => return None,
     };
-    let n = u16::from_le_bytes(fixed[18..20].try_into().ok()?) as usize;
-    if n > MAX_DEPS {
+    let u64_at = |at: usize| fixed[at..at + 8].try_into().ok().map(u64::from_le_bytes);
+    let header = Header {
+        codec: fixed[3],
+        kind,
+        filled_at_ms: u64_at(6)?,
+        fresh_until_ms: u64_at(14)?,
+        cost_us: u32::from_le_bytes(fixed[22..26].try_into().ok()?),
+        fingerprint: u64_at(26)?,
+    };
+    let n_deps = u16::from_le_bytes(fixed[34..36].try_into().ok()?) as usize;
+    if n_deps > MAX_DEPS || header.fresh_until_ms < header.filled_at_ms {
         return None;
     }
     let mut rest = &bytes[FIXED_LEN..];
-    for _ in 0..n {
-        let len = u16::from_le_bytes(rest.get(..2)?.try_into().ok()?) as usize;
-        let name = std::str::from_utf8(rest.get(2..2 + len)?).ok()?;
-        let generation = u64::from_le_bytes(rest.get(2 + len..10 + len)?.try_into().ok()?);
-        header.deps.push((name.to_owned(), generation));
-        rest = &rest[10 + len..];
+    for _ in 0..n_deps {
+        rest = split_dep(rest)?.1;
     }
-    Some((header, rest))
+    let payload_at = bytes.len() - rest.len();
+    let deps = bytes.slice(FIXED_LEN..payload_at);
+    let stored = bytes.slice(payload_at..);
+    let payload = if fixed[4] & FLAG_LZ4 != 0 {
+        Bytes::from(decompress(&stored, limit)?)
+    } else {
+        stored
+    };
+    Some(Opened {
+        header,
+        deps,
+        n_deps,
+        payload,
+        stored_len: bytes.len(),
+    })
 }
 
 /// Compresses the payload of a freshly written envelope (`buf`, payload from
 /// `payload_start`) when it is larger than `above`, no larger than `limit` (what a reader
 /// accepts decompressing), and compression actually shrinks it.
 #[cfg(feature = "lz4")]
-pub fn seal(buf: &mut Vec<u8>, payload_start: usize, above: Option<usize>, limit: usize) {
-    let Some(above) = above else { return };
+fn compress(buf: &mut Vec<u8>, payload_start: usize, compression: Compression) {
+    let Some(above) = compression.above else {
+        return;
+    };
     let payload = &buf[payload_start..];
-    if payload.len() <= above || payload.len() > limit.min(u32::MAX as usize) {
+    if payload.len() <= above || payload.len() > compression.limit.min(u32::MAX as usize) {
         return;
     }
     let compressed = lz4_flex::compress_prepend_size(payload);
@@ -138,16 +282,7 @@ pub fn seal(buf: &mut Vec<u8>, payload_start: usize, above: Option<usize>, limit
 
 /// Without the `lz4` feature values are stored as they are.
 #[cfg(not(feature = "lz4"))]
-pub fn seal(_buf: &mut Vec<u8>, _payload_start: usize, _above: Option<usize>, _limit: usize) {}
-
-/// The codec payload of an envelope, decompressed when needed; `None` when a compressed
-/// payload is corrupt or claims more than `max` bytes.
-pub fn payload<'a>(header: &Header, payload: &'a [u8], max: usize) -> Option<Cow<'a, [u8]>> {
-    if !header.compressed {
-        return Some(Cow::Borrowed(payload));
-    }
-    decompress(payload, max).map(Cow::Owned)
-}
+fn compress(_buf: &mut Vec<u8>, _payload_start: usize, _compression: Compression) {}
 
 #[cfg(feature = "lz4")]
 fn decompress(payload: &[u8], max: usize) -> Option<Vec<u8>> {
@@ -160,91 +295,153 @@ fn decompress(payload: &[u8], max: usize) -> Option<Vec<u8>> {
 
 #[cfg(not(feature = "lz4"))]
 fn decompress(_payload: &[u8], _max: usize) -> Option<Vec<u8>> {
-    None // `read` already rejects the flag without the feature
+    None // `open` already rejects the flag without the feature
+}
+
+/// Opens arbitrary bytes as a stored value and walks its dependencies, for the fuzz target
+/// and the decoder property test: it must never panic nor allocate without bound.
+#[cfg(feature = "fuzz")]
+pub(crate) fn open_untrusted(bytes: &[u8]) -> Option<Opened> {
+    let opened = open(Bytes::copy_from_slice(bytes), 1 << 20)?;
+    assert_eq!(
+        opened.deps().count(),
+        opened.n_deps,
+        "open validated every dependency"
+    );
+    Some(opened)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const NO_COMPRESSION: Compression = Compression {
+        above: None,
+        limit: 1 << 20,
+    };
+
+    pub(super) fn sealed(deps: &[(&str, u64)], payload: &[u8], compression: Compression) -> Bytes {
+        let header = Header::new(Kind::Value, 1, Duration::from_secs(60), Duration::ZERO);
+        let mut writer = Writer::new(&header, deps.iter().copied(), payload.len()).unwrap();
+        writer.payload().extend_from_slice(payload);
+        writer.seal(compression)
+    }
+
     #[test]
     fn round_trip_with_deps() {
-        let mut h = Header::now(1, Duration::from_millis(3));
-        h.deps = vec![("q:users".into(), 7), ("t:user:42".into(), u64::MAX)];
-        let mut buf = h.write(3);
-        buf.extend_from_slice(b"abc");
-        let (back, payload) = read(&buf).unwrap();
-        assert_eq!(back, h);
-        assert_eq!(back.cost_us, 3000);
-        assert_eq!(payload, b"abc");
+        let header = Header::new(
+            Kind::Response,
+            7,
+            Duration::from_secs(5),
+            Duration::from_millis(3),
+        );
+        let deps = [("q:users", 7u64), ("t:user:42", u64::MAX)];
+        let mut writer = Writer::new(&header, deps.iter().copied(), 3).unwrap();
+        writer.payload().extend_from_slice(b"abc");
+        let bytes = writer.seal(NO_COMPRESSION);
+        let opened = open(bytes, 1 << 20).unwrap();
+        assert_eq!(opened.header, header);
+        assert_eq!(opened.header.cost_us, 3000);
+        assert_eq!(opened.header.ttl(), Duration::from_secs(5));
+        assert_eq!(opened.deps().collect::<Vec<_>>(), deps);
+        assert_eq!(&opened.payload[..], b"abc");
+    }
+
+    #[test]
+    fn too_many_or_too_long_dependencies_are_refused() {
+        let header = Header::new(Kind::Value, 1, Duration::from_secs(1), Duration::ZERO);
+        let many: Vec<(String, u64)> = (0..=MAX_DEPS).map(|i| (format!("t:{i}"), 1)).collect();
+        let too_many = many.iter().map(|(n, g)| (n.as_str(), *g));
+        assert!(Writer::new(&header, too_many, 0).is_none());
+        let long = "x".repeat(70_000);
+        assert!(Writer::new(&header, [(long.as_str(), 1)].into_iter(), 0).is_none());
     }
 
     #[test]
     fn foreign_and_truncated_bytes_are_rejected() {
-        let h = Header::now(1, Duration::ZERO);
-        let buf = h.write(0);
-        assert!(read(&buf).is_some());
+        let buf = sealed(&[("all", 1)], b"", NO_COMPRESSION);
+        assert!(open(buf.clone(), 1 << 20).is_some());
         for cut in 0..buf.len() {
-            assert!(read(&buf[..cut]).is_none(), "prefix of {cut} bytes");
+            assert!(open(buf.slice(..cut), 1 << 20).is_none(), "prefix of {cut}");
         }
-        assert!(read(b"hello world, this is not an envelope").is_none());
-        let mut wrong_format = buf.clone();
-        wrong_format[2] = 2;
-        assert!(read(&wrong_format).is_none());
-        let mut flags = buf.clone();
-        flags[4] = 2;
-        assert!(read(&flags).is_none(), "unknown flags are rejected");
-        let mut deps = buf;
-        deps[18] = 5; // claims five deps that are not there
-        assert!(read(&deps).is_none());
+        assert!(
+            open(
+                Bytes::from_static(b"hello world, not an envelope at all"),
+                9
+            )
+            .is_none()
+        );
+        let patched = |at: usize, value: u8| {
+            let mut b = buf.to_vec();
+            b[at] = value;
+            open(Bytes::from(b), 1 << 20)
+        };
+        assert!(patched(2, 1).is_none(), "format 1");
+        assert!(patched(4, 2).is_none(), "unknown flags");
+        assert!(patched(5, 9).is_none(), "unknown kind");
+        assert!(patched(34, 5).is_none(), "claims deps that are not there");
+        let mut expired_before_filled = buf.to_vec();
+        expired_before_filled[14..22].fill(0);
+        assert!(
+            open(Bytes::from(expired_before_filled), 1 << 20).is_none(),
+            "fresh until before the fill"
+        );
     }
 }
 
 #[cfg(all(test, feature = "lz4"))]
 mod lz4_tests {
+    use super::tests::sealed;
     use super::*;
 
     #[test]
     fn large_payloads_are_compressed_and_read_back() {
-        let mut buf = Header::now(1, Duration::ZERO).write(0);
-        let start = buf.len();
         let payload = "users ".repeat(2000).into_bytes();
-        buf.extend_from_slice(&payload);
-        seal(&mut buf, start, Some(1024), 1 << 20);
+        let compression = Compression {
+            above: Some(1024),
+            limit: 1 << 20,
+        };
+        let buf = sealed(&[], &payload, compression);
         assert!(buf.len() < payload.len() / 4, "{} bytes", buf.len());
-        let (header, stored) = read(&buf).unwrap();
-        assert!(header.compressed);
         assert_eq!(
-            super::payload(&header, stored, 1 << 20).unwrap().as_ref(),
+            &open(buf.clone(), 1 << 20).unwrap().payload[..],
             &payload[..]
         );
-        assert!(
-            super::payload(&header, stored, 100).is_none(),
-            "claimed size over the bound"
-        );
+        assert!(open(buf, 100).is_none(), "claimed size over the bound");
     }
 
     #[test]
     fn small_or_incompressible_payloads_are_left_alone() {
         for (payload, above) in [(vec![1u8; 100], Some(1024)), (vec![1u8; 5000], None)] {
-            let mut buf = Header::now(1, Duration::ZERO).write(0);
-            let start = buf.len();
-            buf.extend_from_slice(&payload);
-            seal(&mut buf, start, above, 1 << 20);
-            assert!(!read(&buf).unwrap().0.compressed);
+            let buf = sealed(
+                &[],
+                &payload,
+                Compression {
+                    above,
+                    limit: 1 << 20,
+                },
+            );
+            assert_eq!(buf[4], 0, "not compressed");
         }
     }
 
     #[test]
     fn corrupt_compressed_payloads_are_misses() {
-        let mut buf = Header::now(1, Duration::ZERO).write(0);
+        let mut buf = sealed(
+            &[],
+            b"",
+            Compression {
+                above: None,
+                limit: 1,
+            },
+        )
+        .to_vec();
         buf[4] = FLAG_LZ4;
+        let header_len = buf.len();
         buf.extend_from_slice(&[0xff, 0xff, 0xff, 0x7f, 1, 2, 3]);
-        let (header, stored) = read(&buf).unwrap();
-        assert!(super::payload(&header, stored, usize::MAX).is_none());
-        buf.truncate(20);
+        assert!(open(Bytes::from(buf.clone()), usize::MAX).is_none());
+        buf.truncate(header_len);
         buf.extend_from_slice(&[10, 0, 0, 0, 0xf0]);
-        let (header, stored) = read(&buf).unwrap();
-        assert!(super::payload(&header, stored, 1 << 20).is_none());
+        assert!(open(Bytes::from(buf), 1 << 20).is_none());
     }
 }

@@ -80,17 +80,6 @@ impl Error {
         self.kind == ErrorKind::Timeout
     }
 
-    /// True when Redis did not know a script (it was flushed or restarted): load and retry.
-    #[cfg(feature = "redis")]
-    pub(crate) fn is_no_script(&self) -> bool {
-        let redis_error = self
-            .source
-            .as_ref()
-            .and_then(|s| s.downcast_ref::<redis::RedisError>());
-        redis_error
-            .is_some_and(|e| e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript))
-    }
-
     /// True for a problem with a URL or setting (fix the configuration).
     pub fn is_config(&self) -> bool {
         self.kind == ErrorKind::Config
@@ -114,6 +103,17 @@ impl fmt::Debug for Error {
             .field("message", &self.message)
             .field("source", &self.source)
             .finish()
+    }
+}
+
+/// A key argument whose `Serialize` implementation fails (or that the key encoding cannot
+/// represent) gives a [`ErrorKind::Codec`] error.
+impl serde::ser::Error for Error {
+    fn custom<T: fmt::Display>(msg: T) -> Self {
+        Error::new(
+            ErrorKind::Codec,
+            format!("cannot encode a key argument: {msg}"),
+        )
     }
 }
 

@@ -1,18 +1,35 @@
 //! Single-flight: concurrent misses of one key in one process run the body once.
 //!
-//! The first caller for a key becomes the leader: it reads the backend and, on a miss,
-//! runs the function and stores the value. Callers arriving meanwhile wait for the
-//! leader's encoded value and decode it. If the leader has nothing to share (its
-//! function returned an error, or it was cancelled), the waiters run the function
-//! themselves.
+//! Only misses join a flight (a hit takes no lock). The first missing caller for a key
+//! becomes the leader: it runs the function and stores the value. Callers missing
+//! meanwhile wait for the leader's value, opened once for all of them. If the leader has
+//! nothing to share (its function returned an error, or it was cancelled), the waiters run
+//! the function themselves.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use bytes::Bytes;
 use tokio::sync::watch;
 
-type Slot = watch::Receiver<Option<Bytes>>;
+use crate::envelope::Opened;
+
+/// What a leader hands its followers.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    /// The value, as it was (or would have been) stored.
+    pub(crate) value: Opened,
+    /// When the leader read the generations the value records (or, when it could not,
+    /// started computing it): a follower that joined before this sees a value computed
+    /// after its own call began, so it needs no check.
+    pub(crate) since: Instant,
+    /// Whether the value can be checked against its generations (they were read, and the
+    /// body read nothing they do not cover). A follower that joined after `since` is
+    /// served only a value that can be checked, and is.
+    pub(crate) checkable: bool,
+}
+
+type Slot = watch::Receiver<Option<Arc<Shared>>>;
 
 #[derive(Default)]
 pub(crate) struct Flights {
@@ -30,7 +47,7 @@ pub(crate) struct Leader<'a> {
     flights: &'a Flights,
     key: String,
     id: u64,
-    tx: watch::Sender<Option<Bytes>>,
+    tx: watch::Sender<Option<Arc<Shared>>>,
 }
 
 impl Flights {
@@ -54,9 +71,14 @@ impl Flights {
 }
 
 impl Leader<'_> {
-    /// Hands the encoded value to every waiter and ends the flight.
-    pub(crate) fn publish(self, value: Bytes) {
-        self.tx.send_replace(Some(value));
+    /// Whether any caller waits for this leader's value.
+    pub(crate) fn followed(&self) -> bool {
+        self.tx.receiver_count() > 1
+    }
+
+    /// Hands the value to every waiter and ends the flight.
+    pub(crate) fn publish(self, value: Shared) {
+        self.tx.send_replace(Some(Arc::new(value)));
     }
 }
 
@@ -74,7 +96,7 @@ impl Drop for Leader<'_> {
 }
 
 /// Waits for the leader; `None` when it ended without a value to share.
-pub(crate) async fn wait(mut slot: Slot) -> Option<Bytes> {
+pub(crate) async fn wait(mut slot: Slot) -> Option<Arc<Shared>> {
     if let Ok(value) = slot.wait_for(Option::is_some).await {
         return value.clone();
     }
@@ -85,6 +107,28 @@ pub(crate) async fn wait(mut slot: Slot) -> Option<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::{self, Compression, Header, Kind};
+
+    fn shared(payload: &'static [u8]) -> Shared {
+        let header = Header::new(
+            Kind::Value,
+            1,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::ZERO,
+        );
+        let compression = Compression {
+            above: None,
+            limit: 1 << 20,
+        };
+        let mut writer = envelope::Writer::new(&header, std::iter::empty(), 1).unwrap();
+        writer.payload().extend_from_slice(payload);
+        let bytes = writer.seal(compression);
+        Shared {
+            value: envelope::open(bytes, 1 << 20).unwrap(),
+            since: Instant::now(),
+            checkable: true,
+        }
+    }
 
     #[tokio::test]
     async fn followers_get_the_leaders_value() {
@@ -96,8 +140,9 @@ mod tests {
             panic!("second follows")
         };
         let waiter = tokio::spawn(wait(slot));
-        leader.publish(Bytes::from_static(b"v"));
-        assert_eq!(waiter.await.unwrap().as_deref(), Some(&b"v"[..]));
+        leader.publish(shared(b"v"));
+        let got = waiter.await.unwrap().unwrap();
+        assert_eq!(&got.value.payload[..], b"v");
         assert!(matches!(flights.join("k"), Join::Leader(_)), "flight ended");
     }
 
@@ -109,7 +154,7 @@ mod tests {
             panic!()
         };
         drop(leader);
-        assert_eq!(wait(slot).await, None);
+        assert!(wait(slot).await.is_none());
     }
 
     #[test]

@@ -27,6 +27,8 @@ use serde::Serialize;
 use serde::ser::{self, Impossible};
 use sha2::{Digest, Sha256};
 
+use crate::error::Error;
+
 /// Longest key stored as is; longer ones are hashed (memcached's limit, kind to Redis memory).
 pub const MAX_KEY_LEN: usize = 250;
 /// Bytes of the original key kept in front of the digest of a hashed key.
@@ -85,29 +87,13 @@ fn write_str(out: &mut String, s: &str) {
     }
 }
 
-/// The error when a value's `Serialize` implementation fails.
-#[derive(Debug)]
-pub struct KeyError(String);
-
-impl std::fmt::Display for KeyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "cannot encode a key argument: {}", self.0)
-    }
-}
-impl std::error::Error for KeyError {}
-impl ser::Error for KeyError {
-    fn custom<T: std::fmt::Display>(msg: T) -> Self {
-        KeyError(msg.to_string())
-    }
-}
-
 /// Encodes one value into `out`.
-pub fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut String) -> Result<(), KeyError> {
+pub fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut String) -> Result<(), Error> {
     value.serialize(ValueEncoder { out })
 }
 
 /// Encodes an argument tuple: one string per tuple element (`()` gives none).
-pub fn encode_args<A: Serialize + ?Sized>(args: &A) -> Result<Vec<String>, KeyError> {
+pub fn encode_args<A: Serialize + ?Sized>(args: &A) -> Result<Vec<String>, Error> {
     let mut parts = Vec::new();
     args.serialize(ArgsEncoder { parts: &mut parts })?;
     Ok(parts)
@@ -130,6 +116,147 @@ pub fn bound(key: String) -> String {
         let _ = write!(out, "{b:02x}");
     }
     out
+}
+
+/// Where one cache's keys live: every stored key and generation name is built here.
+///
+/// | what | stored key |
+/// |---|---|
+/// | a value (query, page, `Cache::set`) | `{prefix}:{logical}` (see [`query`], [`view`], [`plain`]) |
+/// | a generation counter | `{prefix}:gen:{name}` (see [`generation`]) |
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    /// `{prefix}:`, which every key of the cache starts with.
+    root: String,
+    /// `{prefix}:gen:`.
+    gen_root: String,
+}
+
+impl Layout {
+    pub(crate) fn new(prefix: &str) -> Layout {
+        Layout {
+            root: format!("{prefix}:"),
+            gen_root: format!("{prefix}:gen:"),
+        }
+    }
+
+    /// The stored key of a value: `{prefix}:{logical}`.
+    pub(crate) fn entry(&self, logical: &str) -> String {
+        let mut key = String::with_capacity(self.root.len() + logical.len());
+        key.push_str(&self.root);
+        key.push_str(logical);
+        key
+    }
+
+    /// The stored key of a generation counter: `{prefix}:gen:{name}`.
+    pub(crate) fn generation(&self, name: &str) -> String {
+        let mut key = String::with_capacity(self.gen_root.len() + name.len());
+        key.push_str(&self.gen_root);
+        key.push_str(name);
+        key
+    }
+
+    /// What every key of this cache starts with.
+    pub(crate) fn root(&self) -> &str {
+        &self.root
+    }
+}
+
+/// The logical key of a `#[cached_query]` call: `{version}:{function}[:{arg},{arg}...]`, or
+/// with a template `{version}:{template with the args}`. `None` when the template's pieces
+/// do not fit the arguments.
+pub(crate) fn query(
+    version: u64,
+    function: &str,
+    template: Option<&[&str]>,
+    parts: &[String],
+) -> Option<String> {
+    let mut out = String::with_capacity(64);
+    let _ = write!(out, "{version}:");
+    match template {
+        Some(pieces) => {
+            let (first, rest) = pieces.split_first()?;
+            if rest.len() != parts.len() {
+                return None;
+            }
+            out.push_str(first);
+            for (part, piece) in parts.iter().zip(rest) {
+                out.push_str(part);
+                out.push_str(piece);
+            }
+        }
+        None => {
+            out.push_str(function);
+            for (i, part) in parts.iter().enumerate() {
+                out.push(if i == 0 { ':' } else { ',' });
+                out.push_str(part);
+            }
+        }
+    }
+    Some(bound(out))
+}
+
+/// Fills the placeholders of tag templates (split at compile time), in order, with `parts`.
+/// `None` when they do not fit.
+pub(crate) fn tags(templates: &[&[&str]], parts: &[String]) -> Option<Vec<String>> {
+    let mut parts = parts.iter();
+    let mut tags = Vec::with_capacity(templates.len());
+    for pieces in templates {
+        let (first, rest) = pieces.split_first()?;
+        let mut tag = String::with_capacity(pieces.iter().map(|p| p.len() + 8).sum());
+        tag.push_str(first);
+        for piece in rest {
+            tag.push_str(parts.next()?);
+            tag.push_str(piece);
+        }
+        tags.push(tag);
+    }
+    parts.next().is_none().then_some(tags)
+}
+
+#[cfg(feature = "view")]
+/// The logical key of a response: `{version}:view:{name}:{request}`, where `request` is the
+/// request's own injective encoding (method, URL, `vary` headers).
+pub(crate) fn view(version: u64, name: &str, request: &str) -> String {
+    let mut out = String::with_capacity(16 + name.len() + request.len());
+    let _ = write!(out, "{version}:view:{name}:{request}");
+    bound(out)
+}
+
+/// The logical key of a Django-style `Cache::set(key)`: `1:{key}`.
+pub(crate) fn plain(key: &str) -> String {
+    bound(format!("1:{key}"))
+}
+
+/// Names of generation counters (stored under [`Layout::generation`]).
+pub(crate) mod generation {
+    use super::bound;
+
+    /// Every value of the cache (`Cache::invalidate_all`).
+    pub(crate) const ALL: &str = "all";
+
+    /// Every entry of one query function.
+    pub(crate) fn query(function: &str) -> String {
+        bound(format!("q:{function}"))
+    }
+    /// One entry, by its logical key.
+    pub(crate) fn entry(logical: &str) -> String {
+        bound(format!("e:{logical}"))
+    }
+    /// Every value carrying a tag.
+    pub(crate) fn tag(tag: &str) -> String {
+        bound(format!("t:{tag}"))
+    }
+    /// Every response of one view (or of a `CacheLayer`).
+    #[cfg(feature = "view")]
+    pub(crate) fn view(function: &str) -> String {
+        bound(format!("v:{function}"))
+    }
+    /// The responses of one view for one path.
+    #[cfg(feature = "view")]
+    pub(crate) fn path(function: &str, path: &str) -> String {
+        bound(format!("p:{function}:{path}"))
+    }
 }
 
 struct ValueEncoder<'a> {
@@ -165,7 +292,7 @@ impl<'a> ValueEncoder<'a> {
 
 macro_rules! display_scalar {
     ($($method:ident: $ty:ty),*) => {$(
-        fn $method(self, v: $ty) -> Result<(), KeyError> {
+        fn $method(self, v: $ty) -> Result<(), Error> {
             let _ = write!(self.out, "{v}");
             Ok(())
         }
@@ -174,7 +301,7 @@ macro_rules! display_scalar {
 
 impl<'a> ser::Serializer for ValueEncoder<'a> {
     type Ok = ();
-    type Error = KeyError;
+    type Error = Error;
     type SerializeSeq = Seq<'a>;
     type SerializeTuple = Seq<'a>;
     type SerializeTupleStruct = Seq<'a>;
@@ -189,39 +316,39 @@ impl<'a> ser::Serializer for ValueEncoder<'a> {
         serialize_u64: u64, serialize_u128: u128
     );
 
-    fn serialize_bool(self, v: bool) -> Result<(), KeyError> {
+    fn serialize_bool(self, v: bool) -> Result<(), Error> {
         self.out.push(if v { 't' } else { 'f' });
         Ok(())
     }
-    fn serialize_f32(self, v: f32) -> Result<(), KeyError> {
+    fn serialize_f32(self, v: f32) -> Result<(), Error> {
         // Debug prints the shortest text that reads back as the same float.
         let _ = write!(self.out, "{v:?}");
         Ok(())
     }
-    fn serialize_f64(self, v: f64) -> Result<(), KeyError> {
+    fn serialize_f64(self, v: f64) -> Result<(), Error> {
         let _ = write!(self.out, "{v:?}");
         Ok(())
     }
-    fn serialize_char(self, v: char) -> Result<(), KeyError> {
+    fn serialize_char(self, v: char) -> Result<(), Error> {
         write_str(self.out, v.encode_utf8(&mut [0u8; 4]));
         Ok(())
     }
-    fn serialize_str(self, v: &str) -> Result<(), KeyError> {
+    fn serialize_str(self, v: &str) -> Result<(), Error> {
         write_str(self.out, v);
         Ok(())
     }
-    fn serialize_bytes(self, v: &[u8]) -> Result<(), KeyError> {
+    fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
         self.out.push('x');
         for b in v {
             let _ = write!(self.out, "{b:02x}");
         }
         Ok(())
     }
-    fn serialize_none(self) -> Result<(), KeyError> {
+    fn serialize_none(self) -> Result<(), Error> {
         self.out.push('~');
         Ok(())
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), KeyError> {
+    fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Error> {
         // `Some(x)` is written as `x`; only when `x` itself starts like an option
         // (`~` or `+`, i.e. nested options) a `+` keeps `Some(None)` apart from `None`.
         let mut inner = String::new();
@@ -232,11 +359,11 @@ impl<'a> ser::Serializer for ValueEncoder<'a> {
         self.out.push_str(&inner);
         Ok(())
     }
-    fn serialize_unit(self) -> Result<(), KeyError> {
+    fn serialize_unit(self) -> Result<(), Error> {
         self.out.push_str("()");
         Ok(())
     }
-    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), KeyError> {
+    fn serialize_unit_struct(self, _name: &'static str) -> Result<(), Error> {
         self.serialize_unit()
     }
     fn serialize_unit_variant(
@@ -244,7 +371,7 @@ impl<'a> ser::Serializer for ValueEncoder<'a> {
         _name: &'static str,
         _index: u32,
         variant: &'static str,
-    ) -> Result<(), KeyError> {
+    ) -> Result<(), Error> {
         write_str(self.out, variant);
         Ok(())
     }
@@ -252,7 +379,7 @@ impl<'a> ser::Serializer for ValueEncoder<'a> {
         self,
         _name: &'static str,
         value: &T,
-    ) -> Result<(), KeyError> {
+    ) -> Result<(), Error> {
         value.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
@@ -261,20 +388,20 @@ impl<'a> ser::Serializer for ValueEncoder<'a> {
         _index: u32,
         variant: &'static str,
         value: &T,
-    ) -> Result<(), KeyError> {
+    ) -> Result<(), Error> {
         write_str(self.out, variant);
         self.out.push('(');
         encode_value(value, self.out)?;
         self.out.push(')');
         Ok(())
     }
-    fn serialize_seq(self, _len: Option<usize>) -> Result<Seq<'a>, KeyError> {
+    fn serialize_seq(self, _len: Option<usize>) -> Result<Seq<'a>, Error> {
         Ok(self.seq("[", ']'))
     }
-    fn serialize_tuple(self, _len: usize) -> Result<Seq<'a>, KeyError> {
+    fn serialize_tuple(self, _len: usize) -> Result<Seq<'a>, Error> {
         Ok(self.seq("[", ']'))
     }
-    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Seq<'a>, KeyError> {
+    fn serialize_tuple_struct(self, _name: &'static str, _len: usize) -> Result<Seq<'a>, Error> {
         Ok(self.seq("[", ']'))
     }
     fn serialize_tuple_variant(
@@ -283,14 +410,14 @@ impl<'a> ser::Serializer for ValueEncoder<'a> {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<Seq<'a>, KeyError> {
+    ) -> Result<Seq<'a>, Error> {
         write_str(self.out, variant);
         Ok(self.seq("[", ']'))
     }
-    fn serialize_map(self, _len: Option<usize>) -> Result<Seq<'a>, KeyError> {
+    fn serialize_map(self, _len: Option<usize>) -> Result<Seq<'a>, Error> {
         Ok(self.seq("{", '}'))
     }
-    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Seq<'a>, KeyError> {
+    fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Seq<'a>, Error> {
         Ok(self.seq("{", '}'))
     }
     fn serialize_struct_variant(
@@ -299,24 +426,24 @@ impl<'a> ser::Serializer for ValueEncoder<'a> {
         _index: u32,
         variant: &'static str,
         _len: usize,
-    ) -> Result<Seq<'a>, KeyError> {
+    ) -> Result<Seq<'a>, Error> {
         write_str(self.out, variant);
         Ok(self.seq("{", '}'))
     }
 }
 
 impl Seq<'_> {
-    fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
+    fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
         self.sep();
         encode_value(value, self.out)
     }
-    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), KeyError> {
+    fn field<T: Serialize + ?Sized>(&mut self, name: &str, value: &T) -> Result<(), Error> {
         self.sep();
         write_str(self.out, name);
         self.out.push('=');
         encode_value(value, self.out)
     }
-    fn finish(self) -> Result<(), KeyError> {
+    fn finish(self) -> Result<(), Error> {
         self.out.push(self.close);
         Ok(())
     }
@@ -326,11 +453,11 @@ macro_rules! seq_impl {
     ($($trait:ident :: $method:ident),*) => {$(
         impl ser::$trait for Seq<'_> {
             type Ok = ();
-            type Error = KeyError;
-            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
+            type Error = Error;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
                 self.item(value)
             }
-            fn end(self) -> Result<(), KeyError> {
+            fn end(self) -> Result<(), Error> {
                 self.finish()
             }
         }
@@ -347,15 +474,15 @@ macro_rules! struct_impl {
     ($($trait:ident),*) => {$(
         impl ser::$trait for Seq<'_> {
             type Ok = ();
-            type Error = KeyError;
+            type Error = Error;
             fn serialize_field<T: Serialize + ?Sized>(
                 &mut self,
                 key: &'static str,
                 value: &T,
-            ) -> Result<(), KeyError> {
+            ) -> Result<(), Error> {
                 self.field(key, value)
             }
-            fn end(self) -> Result<(), KeyError> {
+            fn end(self) -> Result<(), Error> {
                 self.finish()
             }
         }
@@ -365,15 +492,15 @@ struct_impl!(SerializeStruct, SerializeStructVariant);
 
 impl ser::SerializeMap for Seq<'_> {
     type Ok = ();
-    type Error = KeyError;
-    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), KeyError> {
+    type Error = Error;
+    fn serialize_key<T: Serialize + ?Sized>(&mut self, key: &T) -> Result<(), Error> {
         self.item(key)
     }
-    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
+    fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
         self.out.push('=');
         encode_value(value, self.out)
     }
-    fn end(self) -> Result<(), KeyError> {
+    fn end(self) -> Result<(), Error> {
         self.finish()
     }
 }
@@ -385,52 +512,56 @@ struct ArgsEncoder<'a> {
 
 impl ser::SerializeTuple for ArgsEncoder<'_> {
     type Ok = ();
-    type Error = KeyError;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), KeyError> {
+    type Error = Error;
+    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
         let mut s = String::new();
         encode_value(value, &mut s)?;
         self.parts.push(s);
         Ok(())
     }
-    fn end(self) -> Result<(), KeyError> {
+    fn end(self) -> Result<(), Error> {
         Ok(())
     }
 }
 
 macro_rules! args_only {
     ($($method:ident($($arg:ty),*) -> $ret:ty;)*) => {$(
-        fn $method(self, $(_: $arg),*) -> Result<$ret, KeyError> {
-            Err(KeyError("key arguments must be passed as a tuple".into()))
+        fn $method(self, $(_: $arg),*) -> Result<$ret, Error> {
+            Err(<Error as ser::Error>::custom("key arguments must be passed as a tuple"))
         }
     )*};
 }
 
 impl<'a> ser::Serializer for ArgsEncoder<'a> {
     type Ok = ();
-    type Error = KeyError;
-    type SerializeSeq = Impossible<(), KeyError>;
+    type Error = Error;
+    type SerializeSeq = Impossible<(), Error>;
     type SerializeTuple = Self;
-    type SerializeTupleStruct = Impossible<(), KeyError>;
-    type SerializeTupleVariant = Impossible<(), KeyError>;
-    type SerializeMap = Impossible<(), KeyError>;
-    type SerializeStruct = Impossible<(), KeyError>;
-    type SerializeStructVariant = Impossible<(), KeyError>;
+    type SerializeTupleStruct = Impossible<(), Error>;
+    type SerializeTupleVariant = Impossible<(), Error>;
+    type SerializeMap = Impossible<(), Error>;
+    type SerializeStruct = Impossible<(), Error>;
+    type SerializeStructVariant = Impossible<(), Error>;
 
-    fn serialize_tuple(self, _len: usize) -> Result<Self, KeyError> {
+    fn serialize_tuple(self, _len: usize) -> Result<Self, Error> {
         Ok(self)
     }
-    fn serialize_unit(self) -> Result<(), KeyError> {
+    fn serialize_unit(self) -> Result<(), Error> {
         Ok(())
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _name: &'static str,
         _value: &T,
-    ) -> Result<(), KeyError> {
-        Err(KeyError("key arguments must be passed as a tuple".into()))
+    ) -> Result<(), Error> {
+        Err(<Error as ser::Error>::custom(
+            "key arguments must be passed as a tuple",
+        ))
     }
-    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<(), KeyError> {
-        Err(KeyError("key arguments must be passed as a tuple".into()))
+    fn serialize_some<T: Serialize + ?Sized>(self, _value: &T) -> Result<(), Error> {
+        Err(<Error as ser::Error>::custom(
+            "key arguments must be passed as a tuple",
+        ))
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -438,8 +569,10 @@ impl<'a> ser::Serializer for ArgsEncoder<'a> {
         _index: u32,
         _variant: &'static str,
         _value: &T,
-    ) -> Result<(), KeyError> {
-        Err(KeyError("key arguments must be passed as a tuple".into()))
+    ) -> Result<(), Error> {
+        Err(<Error as ser::Error>::custom(
+            "key arguments must be passed as a tuple",
+        ))
     }
     args_only! {
         serialize_bool(bool) -> ();
@@ -449,12 +582,12 @@ impl<'a> ser::Serializer for ArgsEncoder<'a> {
         serialize_str(&str) -> (); serialize_bytes(&[u8]) -> (); serialize_none() -> ();
         serialize_unit_struct(&'static str) -> ();
         serialize_unit_variant(&'static str, u32, &'static str) -> ();
-        serialize_seq(Option<usize>) -> Impossible<(), KeyError>;
-        serialize_tuple_struct(&'static str, usize) -> Impossible<(), KeyError>;
-        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Impossible<(), KeyError>;
-        serialize_map(Option<usize>) -> Impossible<(), KeyError>;
-        serialize_struct(&'static str, usize) -> Impossible<(), KeyError>;
-        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Impossible<(), KeyError>;
+        serialize_seq(Option<usize>) -> Impossible<(), Error>;
+        serialize_tuple_struct(&'static str, usize) -> Impossible<(), Error>;
+        serialize_tuple_variant(&'static str, u32, &'static str, usize) -> Impossible<(), Error>;
+        serialize_map(Option<usize>) -> Impossible<(), Error>;
+        serialize_struct(&'static str, usize) -> Impossible<(), Error>;
+        serialize_struct_variant(&'static str, u32, &'static str, usize) -> Impossible<(), Error>;
     }
 }
 

@@ -32,31 +32,38 @@ mod backend;
 mod breaker;
 mod cache;
 pub mod codec;
+mod deps;
 mod envelope;
 mod error;
+mod fill;
 mod flight;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 mod invalidate;
 pub mod key;
 mod query;
 mod stats;
+mod value;
 #[cfg(feature = "view")]
 pub mod view;
 
-pub use cache::{
-    Cache, CacheBuilder, DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT,
-    DEFAULT_TTL, current, install, installed, scope,
+pub use cache::Cache;
+pub use cache::builder::{
+    CacheBuilder, DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, DEFAULT_TTL,
 };
+pub use cache::default::{current, install, installed, scope};
 pub use cache_macros::{cached_query, cached_view};
 pub use error::{Error, ErrorKind, Result};
 pub use stats::Stats;
 
-/// Entry points for generated code. Not a public API: it changes without notice.
+/// Entry points for generated code, and nothing else. Not a public API: it changes without
+/// notice.
 #[doc(hidden)]
 pub mod __private {
     pub use crate::codec::SelectCodec;
     pub use crate::query::{
-        Cacheable, Key, QuerySpec, cached_result, cached_value, decode_untrusted, invalidate_entry,
-        invalidate_query,
+        Cacheable, Key, QuerySpec, cached_result, cached_value, invalidate_entry, invalidate_query,
     };
     #[cfg(feature = "axum")]
     pub use crate::view::cached_view;

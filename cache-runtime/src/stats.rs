@@ -28,6 +28,10 @@ pub struct Stats {
     pub backend_errors: u64,
     /// Operations not sent because the circuit breaker was open.
     pub skipped: u64,
+    /// Values computed on a miss but not stored: they depend on something no generation
+    /// covers (a cached call that ran uncached), on more than 4,096 generations, or on an
+    /// invalidation that ran while they were computed, or they are over the size limit.
+    pub not_stored: u64,
     /// Bytes read from the backend on hits.
     pub bytes_read: u64,
     /// Bytes written to the backend by fills.
@@ -43,6 +47,7 @@ pub(crate) struct Counters {
     decode_errors: AtomicU64,
     backend_errors: AtomicU64,
     skipped: AtomicU64,
+    not_stored: AtomicU64,
     bytes_read: AtomicU64,
     bytes_written: AtomicU64,
 }
@@ -57,6 +62,7 @@ pub(crate) enum Event {
     DecodeError,
     BackendError,
     Skipped,
+    NotStored,
 }
 
 impl Event {
@@ -69,6 +75,7 @@ impl Event {
             Event::DecodeError => "cache_decode_errors_total",
             Event::BackendError => "cache_backend_errors_total",
             Event::Skipped => "cache_skipped_total",
+            Event::NotStored => "cache_not_stored_total",
         }
     }
 }
@@ -83,6 +90,7 @@ impl Counters {
             Event::DecodeError => &self.decode_errors,
             Event::BackendError => &self.backend_errors,
             Event::Skipped => &self.skipped,
+            Event::NotStored => &self.not_stored,
         };
         counter.fetch_add(1, Relaxed);
         metrics::counter!(event.metric(), "name" => name).increment(1);
@@ -105,6 +113,7 @@ impl Counters {
             decode_errors: self.decode_errors.load(Relaxed),
             backend_errors: self.backend_errors.load(Relaxed),
             skipped: self.skipped.load(Relaxed),
+            not_stored: self.not_stored.load(Relaxed),
             bytes_read: self.bytes_read.load(Relaxed),
             bytes_written: self.bytes_written.load(Relaxed),
         }

@@ -1,4 +1,5 @@
-//! Fuzzes the value decoder: envelope header, then every codec, on arbitrary bytes.
+//! Fuzzes the value decoder: envelope header, then every codec and the HTTP response
+//! layout, on arbitrary bytes.
 //!
 //! ```text
 //! cargo install cargo-fuzz
@@ -8,9 +9,9 @@
 //! fuzz run decode ...` works. Last run (2026-11-26, 2 cores): 60 s with AddressSanitizer,
 //! 2.28 M inputs, and 60 s without a sanitizer, 21.3 M inputs: no crash, no leak, RSS under
 //! 512 MB. The same entry point runs in CI as a property test
-//! (`cache-runtime/tests/decoder_untrusted.rs`).
+//! (`tests/tests/decoder_untrusted.rs`).
 #![no_main]
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    cache_runtime::__private::decode_untrusted(data);
+    cache_runtime::fuzz::decode_untrusted(data);
 });

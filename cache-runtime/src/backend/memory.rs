@@ -1,17 +1,17 @@
-//! The embedded backend (`memory://`): a moka cache bounded in bytes, with per-entry TTL.
+//! The embedded backend (`memory://`): one moka cache bounded in bytes, with per-entry TTL.
+//!
+//! Values and generation counters share the one store and its byte bound, as they share
+//! Redis's memory: a flood of distinct keys evicts (TinyLFU) instead of growing. An evicted
+//! counter is recreated with a new random value, which only makes the values that recorded
+//! it stale (a miss), never wrongly fresh.
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use moka::Expiry;
 
-use super::{Backend, Lookup};
-use crate::envelope;
+use super::Backend;
 use crate::error::Result;
-
-/// Most generation counters kept in memory; an evicted one is recreated with a new random
-/// value, which only makes the entries that recorded it stale (never wrongly fresh).
-const MAX_GENERATIONS: u64 = 1_000_000;
 
 /// Fixed per-entry cost added to key and value sizes when weighing an entry.
 const ENTRY_OVERHEAD: usize = 64;
@@ -19,14 +19,14 @@ const ENTRY_OVERHEAD: usize = 64;
 #[derive(Clone)]
 struct Entry {
     value: Bytes,
-    ttl: Duration,
+    ttl: Option<Duration>,
 }
 
 struct PerEntryTtl;
 
 impl Expiry<String, Entry> for PerEntryTtl {
     fn expire_after_create(&self, _key: &String, entry: &Entry, _now: Instant) -> Option<Duration> {
-        Some(entry.ttl)
+        entry.ttl
     }
     fn expire_after_update(
         &self,
@@ -35,47 +35,18 @@ impl Expiry<String, Entry> for PerEntryTtl {
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        Some(entry.ttl)
-    }
-}
-
-#[derive(Clone, Copy)]
-struct Generation {
-    value: u64,
-    ttl: Option<Duration>,
-}
-
-struct GenerationTtl;
-
-impl Expiry<String, Generation> for GenerationTtl {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        g: &Generation,
-        _now: Instant,
-    ) -> Option<Duration> {
-        g.ttl
-    }
-    fn expire_after_update(
-        &self,
-        _key: &String,
-        g: &Generation,
-        _now: Instant,
-        _current: Option<Duration>,
-    ) -> Option<Duration> {
-        g.ttl
+        entry.ttl
     }
 }
 
 /// An in-process store; entries are evicted by size (TinyLFU) and expire by their TTL.
-pub struct MemoryBackend {
+pub(crate) struct MemoryBackend {
     entries: moka::sync::Cache<String, Entry>,
-    generations: moka::sync::Cache<String, Generation>,
 }
 
 impl MemoryBackend {
     /// A store holding at most about `max_bytes` of keys and values.
-    pub fn new(max_bytes: u64) -> Self {
+    pub(crate) fn new(max_bytes: u64) -> Self {
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|key: &String, entry: &Entry| {
@@ -83,111 +54,77 @@ impl MemoryBackend {
             })
             .expire_after(PerEntryTtl)
             .build();
-        let generations = moka::sync::Cache::builder()
-            .max_capacity(MAX_GENERATIONS)
-            .expire_after(GenerationTtl)
-            .build();
-        MemoryBackend {
-            entries,
-            generations,
-        }
+        MemoryBackend { entries }
+    }
+
+    /// Bytes held, after pending evictions (for tests of the bound).
+    #[cfg(test)]
+    pub(crate) fn weighed(&self) -> u64 {
+        self.entries.run_pending_tasks();
+        self.entries.weighted_size()
     }
 }
 
 impl Backend for MemoryBackend {
-    async fn set(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
-        self.entries.insert(key.to_owned(), Entry { value, ttl });
-        Ok(())
-    }
-    async fn delete(&self, key: &str) -> Result<bool> {
-        Ok(self.entries.remove(key).is_some())
-    }
-    async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
-        let mut removed = 0;
-        let entries: Vec<_> = self
-            .entries
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| k.starts_with(prefix))
-            .collect();
-        for key in entries {
-            removed += u64::from(self.entries.remove(key.as_str()).is_some());
-        }
-        let generations: Vec<_> = self
-            .generations
-            .iter()
-            .map(|(k, _)| k)
-            .filter(|k| k.starts_with(prefix))
-            .collect();
-        for key in generations {
-            removed += u64::from(self.generations.remove(key.as_str()).is_some());
-        }
-        Ok(removed)
-    }
-
-    async fn get_fresh(&self, key: &str, gen_prefix: &str) -> Result<Lookup> {
-        let Some(entry) = self.entries.get(key) else {
-            return Ok(Lookup::Missing);
-        };
-        if let Some((header, _)) = envelope::read(&entry.value)
-            && !self.check(gen_prefix, &header.deps).await?
-        {
-            return Ok(Lookup::Stale);
-        }
-        Ok(Lookup::Found(entry.value))
-    }
-
-    async fn get_fresh_expecting(
-        &self,
-        key: &str,
-        gen_prefix: &str,
-        _expected: &[String],
-    ) -> Result<Lookup> {
-        // In process there is no round trip to save.
-        self.get_fresh(key, gen_prefix).await
-    }
-
-    async fn check(&self, gen_prefix: &str, deps: &[(String, u64)]) -> Result<bool> {
-        let mut name = String::from(gen_prefix);
-        for (dep, recorded) in deps {
-            name.truncate(gen_prefix.len());
-            name.push_str(dep);
-            if self.generations.get(&name).map(|g| g.value) != Some(*recorded) {
-                return Ok(false);
-            }
-        }
-        Ok(true)
-    }
-
-    async fn generations(
-        &self,
-        keys: &[(String, Option<Duration>)],
-        offered: &[u64],
-    ) -> Result<Vec<u64>> {
+    async fn mget(&self, keys: Vec<String>) -> Result<Vec<Option<Bytes>>> {
         Ok(keys
             .iter()
-            .zip(offered)
-            .map(|((key, ttl), &value)| {
-                self.generations
-                    .get_with_by_ref(key.as_str(), || Generation { value, ttl: *ttl })
-                    .value
+            .map(|key| self.entries.get(key).map(|e| e.value))
+            .collect())
+    }
+
+    async fn set(&self, key: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
+        self.entries.insert(key, Entry { value, ttl });
+        Ok(())
+    }
+
+    async fn get_or_create(
+        &self,
+        items: Vec<(String, Bytes, Option<Duration>)>,
+    ) -> Result<Vec<Option<Bytes>>> {
+        Ok(items
+            .into_iter()
+            .map(|(key, value, ttl)| {
+                let entry = self
+                    .entries
+                    .entry(key)
+                    .or_insert_with(|| Entry { value, ttl });
+                Some(entry.into_value().value)
             })
             .collect())
     }
 
-    async fn bump(
+    async fn set_and_delete(
         &self,
-        gen_key: &str,
-        value: u64,
+        key: String,
+        value: Bytes,
         ttl: Option<Duration>,
-        entry: Option<&str>,
+        delete: Option<String>,
     ) -> Result<()> {
-        self.generations
-            .insert(gen_key.to_owned(), Generation { value, ttl });
-        if let Some(entry) = entry {
-            self.entries.remove(entry);
+        // The counter first: a reader that still finds the entry then sees the new counter.
+        self.entries.insert(key, Entry { value, ttl });
+        if let Some(delete) = delete {
+            self.entries.remove(&delete);
         }
         Ok(())
+    }
+
+    async fn delete(&self, key: String) -> Result<bool> {
+        Ok(self.entries.remove(&key).is_some())
+    }
+
+    async fn delete_prefix(&self, prefix: String) -> Result<u64> {
+        let keys: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.starts_with(&prefix))
+            .collect();
+        let mut removed = 0;
+        for key in keys {
+            removed += u64::from(self.entries.remove(key.as_str()).is_some());
+        }
+        Ok(removed)
     }
 }
 
@@ -201,13 +138,17 @@ mod tests {
         let backend = MemoryBackend::new(max);
         let value = Bytes::from(vec![7u8; 1000]);
         for i in 0..1000 {
+            let ttl = Some(Duration::from_secs(60));
             backend
-                .set(&format!("k{i}"), value.clone(), Duration::from_secs(60))
+                .set(format!("k{i}"), value.clone(), ttl)
                 .await
                 .unwrap();
         }
-        backend.entries.run_pending_tasks();
-        let weight = backend.entries.weighted_size();
+        let created: Vec<_> = (0..10_000)
+            .map(|i| (format!("gen:{i}"), Bytes::from_static(&[1; 8]), None))
+            .collect();
+        backend.get_or_create(created).await.unwrap();
+        let weight = backend.weighed();
         assert!(weight <= max, "{weight} bytes held, bound {max}");
         assert!(weight > max / 2, "it does keep what fits: {weight}");
     }
@@ -215,22 +156,34 @@ mod tests {
     #[tokio::test]
     async fn entries_expire_by_their_own_ttl() {
         let backend = MemoryBackend::new(1 << 20);
+        let short = Some(Duration::from_millis(50));
         backend
-            .set("short", Bytes::from_static(b"x"), Duration::from_millis(50))
+            .set("short".into(), Bytes::from_static(b"x"), short)
             .await
             .unwrap();
         backend
-            .set("long", Bytes::from_static(b"y"), Duration::from_secs(60))
+            .set("long".into(), Bytes::from_static(b"y"), None)
             .await
             .unwrap();
         tokio::time::sleep(Duration::from_millis(80)).await;
+        let got = backend
+            .mget(vec!["short".into(), "long".into()])
+            .await
+            .unwrap();
+        assert_eq!(got, [None, Some(Bytes::from_static(b"y"))]);
+    }
+
+    #[tokio::test]
+    async fn get_or_create_keeps_what_is_there() {
+        let backend = MemoryBackend::new(1 << 20);
+        let offer = |v: &'static [u8]| vec![("g".to_string(), Bytes::from_static(v), None)];
         assert_eq!(
-            backend.get_fresh("short", "g:").await.unwrap(),
-            Lookup::Missing
+            backend.get_or_create(offer(b"1")).await.unwrap(),
+            [Some(Bytes::from_static(b"1"))]
         );
         assert_eq!(
-            backend.get_fresh("long", "g:").await.unwrap(),
-            Lookup::Found(Bytes::from_static(b"y"))
+            backend.get_or_create(offer(b"2")).await.unwrap(),
+            [Some(Bytes::from_static(b"1"))]
         );
     }
 }

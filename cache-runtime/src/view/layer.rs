@@ -192,6 +192,7 @@ where
     ReqBody: Send + 'static,
     ResBody: Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Send,
+    S::Error: Send,
 {
     type Response = Response<ViewBody<ResBody>>;
     type Error = S::Error;

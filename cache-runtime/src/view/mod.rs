@@ -69,17 +69,21 @@ mod request;
 mod response;
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Response, header};
 use http_body::Body;
 
-use crate::backend::Lookup;
-use crate::cache::{Cache, current};
-use crate::flight::{self, Join};
-use crate::invalidate;
+use crate::cache::Cache;
+use crate::cache::default::current;
+use crate::deps;
+use crate::envelope::{Header, Kind, Opened};
+use crate::fill::{self, Filler, Plan};
+use crate::invalidate::require;
+use crate::key::{self, generation};
 use crate::stats::Event;
 
 #[cfg(feature = "axum")]
@@ -90,7 +94,7 @@ pub use layer::{CacheLayer, CacheService};
 #[doc(hidden)]
 pub use request::ViewRequest;
 
-use request::{logical_key, varies_on};
+use request::{request_key, varies_on};
 use response::Entry;
 
 /// Invalidates every cached response of one view handler (all URLs, all `vary` values,
@@ -108,7 +112,7 @@ use response::Entry;
 /// # }).unwrap();
 /// ```
 pub async fn invalidate_view(cache: &Cache, function: &str) -> crate::Result<()> {
-    cache.bump(&invalidate::view(function), None, None).await
+    cache.bump(&generation::view(function), None, None).await
 }
 
 /// Invalidates the cached responses of one view handler for one path and query
@@ -127,14 +131,14 @@ pub async fn invalidate_path(
     path_and_query: &str,
 ) -> crate::Result<()> {
     cache
-        .bump(&invalidate::view_path(function, path_and_query), None, None)
+        .bump(&generation::path(function, path_and_query), None, None)
         .await
 }
 
 /// [`invalidate_view`] for the handler `spec` describes, on the cache it uses.
 #[doc(hidden)]
 pub async fn invalidate_spec(spec: &'static ViewSpec) -> crate::Result<()> {
-    let cache = crate::query::no_cache_is_an_error(
+    let cache = require(
         resolve(spec.cache.map(|f| f()), spec.function),
         spec.function,
     )?;
@@ -147,7 +151,7 @@ pub async fn invalidate_spec_path(
     spec: &'static ViewSpec,
     path_and_query: &str,
 ) -> crate::Result<()> {
-    let cache = crate::query::no_cache_is_an_error(
+    let cache = require(
         resolve(spec.cache.map(|f| f()), spec.function),
         spec.function,
     )?;
@@ -229,8 +233,15 @@ pub(crate) fn resolve(explicit: Option<Cache>, name: &'static str) -> Option<Cac
     cache
 }
 
-/// The whole view protocol on `http` types: decide, look up, single-flight, run, store,
-/// answer. `run` produces the handler's response; it is only polled on a miss.
+/// Whether `value` opens as a stored response (the fuzz target's view of it).
+#[cfg(feature = "fuzz")]
+pub(crate) fn open_untrusted(value: &Opened) -> bool {
+    Entry::open(value).is_some()
+}
+
+/// A view's request through the cache: decides whether the cache applies at all, then runs
+/// the fill protocol with [`Responses`]. `run` produces the handler's response; it is only
+/// polled on a miss.
 pub(crate) async fn serve<V, B, E, F>(
     rules: &Rules<'_, V>,
     cache: Option<Cache>,
@@ -242,154 +253,157 @@ where
     B: Body<Data = Bytes>,
     F: Future<Output = Result<Response<B>, E>>,
 {
-    let untouched = |response: Response<B>| response.map(ViewBody::untouched);
+    // Boxed once here, so the handler's future is not carried twice through every layer
+    // below (see `fill::run`).
+    let run = Box::pin(run);
     let head = match *request.method() {
         Method::GET => false,
         Method::HEAD => true,
-        _ => return run.await.map(untouched),
+        _ => return bypass(run).await,
     };
     if request.headers().contains_key(header::AUTHORIZATION)
         && !varies_on(rules.vary, "authorization")
     {
-        return run.await.map(untouched);
+        return bypass(run).await;
     }
-    let ttl_and_key = cache.as_ref().and_then(|cache| {
-        let ttl = rules.ttl.unwrap_or(cache.inner.default_ttl);
-        let logical = logical_key(rules.version, rules.name, request, rules.vary)?;
-        (!ttl.is_zero()).then_some((ttl, logical))
-    });
-    let (Some(cache), Some((ttl, logical))) = (cache, ttl_and_key) else {
-        return run.await.map(untouched);
+    let Some(cache) = cache else {
+        return bypass(run).await;
     };
-    let name = rules.name;
-    let counters = &cache.inner.counters;
-    let full = cache.full_key(&logical);
-
-    if head {
-        if let Some((entry, _)) = lookup(&cache, &full, &logical, name).await {
-            return Ok(entry.respond(request.headers(), true, SystemTime::now()));
-        }
-        counters.count(Event::Miss, name);
-        return run.await.map(untouched);
-    }
-
-    let leader = match cache.inner.flights.join(&full) {
-        Join::Leader(leader) => leader,
-        Join::Follower(slot) => {
-            // The leader's fill may predate an invalidation that returned before this
-            // request began: its generations are checked before it is served.
-            if let Some(bytes) = flight::wait(slot).await
-                && let Some(entry) = Entry::decode(&bytes, cache.decompress_limit())
-                && let Some((header, _)) = crate::envelope::read(&bytes)
-                && cache.still_fresh(&header.deps, name).await
-            {
-                counters.count(Event::Hit, name);
-                tracing::debug!(key = %logical, name, "cache hit (shared flight)");
-                return Ok(entry.respond(request.headers(), false, SystemTime::now()));
-            }
-            // The leader had nothing to share: its response was not storable, or it failed.
-            return run.await.map(untouched);
-        }
+    let ttl = rules.ttl.unwrap_or(cache.inner.default_ttl);
+    let Some(request_key) = request_key(request, rules.vary).filter(|_| !ttl.is_zero()) else {
+        return bypass(run).await;
     };
-
-    if let Some((entry, bytes)) = lookup(&cache, &full, &logical, name).await {
-        leader.publish(bytes);
-        return Ok(entry.respond(request.headers(), false, SystemTime::now()));
-    }
-    counters.count(Event::Miss, name);
-    tracing::debug!(key = %logical, name, "cache miss");
-
-    // Generations are read before the handler runs (see `crate::invalidate`); the cached
-    // queries it calls add theirs, so the page follows its data.
+    let logical = key::view(rules.version, rules.name, &request_key);
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
-    let mut wanted = vec![
-        (invalidate::ALL.to_owned(), None),
-        (invalidate::view(name), None),
-        (invalidate::view_path(name, path), None),
+    let mut own = vec![
+        (generation::ALL.to_owned(), None),
+        (generation::view(rules.name), None),
+        (generation::path(rules.name, path), None),
     ];
-    wanted.extend(
+    own.extend(
         rules
             .tags
             .iter()
-            .map(|t| (invalidate::tag(t.as_ref()), None)),
+            .map(|t| (generation::tag(t.as_ref()), None)),
     );
-    let generations = cache.start_fill(wanted, name).await;
-    let started = Instant::now();
-    let (response, inner) = invalidate::collect(run).await;
-    let (mut parts, body) = response?.into_parts();
-    let Some(mut deps) = generations else {
-        // The backend failed: nothing could be checked later, so nothing is stored.
-        return Ok(Response::from_parts(parts, ViewBody::untouched(body)));
-    };
-    deps.extend(inner);
-    if let Err(reason) =
-        response::storable(parts.status, &parts.headers, rules.statuses, rules.vary)
-    {
-        tracing::debug!(key = %logical, name, reason, "cache: response not stored");
-        return Ok(Response::from_parts(parts, ViewBody::untouched(body)));
-    }
-    let body = match body::buffer(body, cache.inner.max_value_size).await {
-        Ok(body) => body,
-        Err(body) => {
-            tracing::debug!(key = %logical, name, "cache: body too large, streaming or with trailers; not stored");
-            return Ok(Response::from_parts(parts, body));
-        }
-    };
-    response::prepare(&mut parts.headers, &body, rules.vary);
-    match Entry::encode(
-        parts.status,
-        &parts.headers,
-        &body,
+    let plan = Plan {
+        cache: cache.clone(),
+        name: rules.name,
+        key: cache.inner.layout.entry(&logical),
         ttl,
-        started.elapsed(),
-        deps,
-        response::Compression::of(&cache),
-    ) {
-        Ok((bytes, _)) if bytes.len() > cache.inner.max_value_size => {
-            tracing::debug!(key = %logical, name, size = bytes.len(), "cache: response over the size limit; not stored");
-            drop(leader);
+        own,
+    };
+    let responses = Responses {
+        vary: rules.vary,
+        request_headers: request.headers(),
+        head,
+        _response: PhantomData,
+    };
+
+    if head {
+        // A handler may answer HEAD with less than GET: a HEAD miss is not stored.
+        if let Ok(Some(answer)) = fill::cached_answer(&plan, &responses).await {
+            return answer;
         }
-        Ok((bytes, filled_at)) => {
-            cache.write(&full, bytes.clone(), ttl, name).await;
-            leader.publish(bytes);
-            response::add_freshness(&mut parts.headers, filled_at, ttl);
-        }
-        Err(e) => {
-            tracing::warn!(key = %logical, name, error = %e, "cache: response not encodable; not stored");
-            drop(leader);
-        }
+        cache.count(Event::Miss, rules.name);
+        return bypass(run).await;
     }
-    if parts.status.is_success()
-        && response::matches_none_match(request.headers(), parts.headers.get(header::ETAG))
-    {
-        return Ok(response::not_modified(&parts.headers));
-    }
-    Ok(Response::from_parts(parts, ViewBody::full(body)))
+    let max_body = cache.inner.max_value_size;
+    let statuses = rules.statuses;
+    let vary = rules.vary;
+    let body = async move {
+        let (parts, body) = run.await?.into_parts();
+        if let Err(reason) = response::storable(parts.status, &parts.headers, statuses, vary) {
+            tracing::debug!(reason, "cache: response not stored");
+            return Ok(Prepared::Pass(Response::from_parts(
+                parts,
+                ViewBody::untouched(body),
+            )));
+        }
+        Ok(match body::buffer(body, max_body).await {
+            Ok(body) => Prepared::Buffered(parts, body),
+            Err(body) => {
+                tracing::debug!("cache: body too large, streaming or with trailers; not stored");
+                Prepared::Pass(Response::from_parts(parts, body))
+            }
+        })
+    };
+    fill::run(Some(plan), responses, body).await
 }
 
-/// Reads and decodes the entry under `full`, counting hits and unreadable values.
-async fn lookup(
-    cache: &Cache,
-    full: &str,
-    logical: &str,
-    name: &'static str,
-) -> Option<(Entry, Bytes)> {
-    let Lookup::Found(bytes) = cache.read(full, name, None).await else {
-        return None;
-    };
-    let counters = &cache.inner.counters;
-    match Entry::decode(&bytes, cache.decompress_limit()) {
-        Some(entry) if entry.fresh(SystemTime::now()) => {
-            counters.count(Event::Hit, name);
-            counters.read_bytes(bytes.len());
-            tracing::debug!(key = %logical, name, "cache hit");
-            Some((entry, bytes))
+/// Runs the handler without the cache. Whatever its response is built from, nothing can
+/// be checked about it: a fill around it (a `CacheLayer` over this view) must not store it.
+async fn bypass<B, E>(
+    run: impl Future<Output = Result<Response<B>, E>>,
+) -> Result<Response<ViewBody<B>>, E>
+where
+    B: Body<Data = Bytes>,
+{
+    deps::taint();
+    run.await.map(|response| response.map(ViewBody::untouched))
+}
+
+/// A handler's response, ready for the cache.
+pub(crate) enum Prepared<B: Body> {
+    /// Not storable: passed on as it is.
+    Pass(Response<ViewBody<B>>),
+    /// Storable by the rules, its body read whole.
+    Buffered(http::response::Parts, Bytes),
+}
+
+/// How responses are read and written by the fill protocol: [`response::write_payload`] in
+/// an envelope of kind [`Kind::Response`]. Hits answer `304` to a matching `If-None-Match`
+/// and carry no body for HEAD.
+pub(crate) struct Responses<'a, V, B, E> {
+    vary: &'a [V],
+    request_headers: &'a http::HeaderMap,
+    head: bool,
+    _response: PhantomData<fn() -> (B, E)>,
+}
+
+impl<V: AsRef<str>, B: Body<Data = Bytes>, E> Filler for Responses<'_, V, B, E> {
+    type Out = Result<Prepared<B>, E>;
+    type Answer = Result<Response<ViewBody<B>>, E>;
+
+    fn stamp(&self, header: &mut Header) {
+        header.kind = Kind::Response;
+        header.codec = response::RESPONSE_CODEC;
+    }
+
+    fn answer(&self, value: &Opened) -> Option<Self::Answer> {
+        let entry = Entry::open(value)?;
+        Some(Ok(entry.respond(
+            self.request_headers,
+            self.head,
+            SystemTime::now(),
+        )))
+    }
+
+    fn finish(
+        &self,
+        out: Self::Out,
+        header: &Header,
+        payload: &mut Vec<u8>,
+    ) -> (Self::Answer, bool) {
+        let (mut parts, body) = match out {
+            Ok(Prepared::Buffered(parts, body)) => (parts, body),
+            other => return (self.pass(other), false),
+        };
+        response::prepare(&mut parts.headers, &body, self.vary);
+        response::write_payload(parts.status, &parts.headers, &body, payload);
+        response::add_freshness(&mut parts.headers, header.filled_at(), header.ttl());
+        if parts.status.is_success()
+            && response::matches_none_match(self.request_headers, parts.headers.get(header::ETAG))
+        {
+            return (Ok(response::not_modified(&parts.headers)), true);
         }
-        Some(_) => None,
-        None => {
-            counters.count(Event::DecodeError, name);
-            tracing::warn!(key = %logical, name, "cache: stored response is not readable; recomputing");
-            None
-        }
+        (Ok(Response::from_parts(parts, ViewBody::full(body))), true)
+    }
+
+    fn pass(&self, out: Self::Out) -> Self::Answer {
+        out.map(|prepared| match prepared {
+            Prepared::Pass(response) => response,
+            Prepared::Buffered(parts, body) => Response::from_parts(parts, ViewBody::full(body)),
+        })
     }
 }

@@ -72,10 +72,10 @@ impl ViewRequest {
     }
 }
 
-/// The logical key of a GET (or HEAD) request, before the cache's prefix:
+/// The request's part of a response's key ([`key::view`] adds the version and the view):
 ///
-/// `{version}:view:{name}:GET:{scheme}://{host}{path}[?{query}]` then `|{header}={values}`
-/// for each `vary` header in order, bounded by [`key::bound`].
+/// `GET:{scheme}://{host}{path}[?{query}]` then `|{header}={values}` for each `vary`
+/// header in order.
 ///
 /// It is injective (different requests never share a key unless they differ only in
 /// headers outside `vary`):
@@ -89,12 +89,7 @@ impl ViewRequest {
 ///   a value that is not UTF-8 is `#` and its bytes in hex (`#` is escaped in strings).
 ///
 /// `None` when the URI has no absolute path (`*`, authority-form): not cacheable.
-pub(crate) fn logical_key<V: AsRef<str>>(
-    version: u64,
-    name: &str,
-    request: &ViewRequest,
-    vary: &[V],
-) -> Option<String> {
+pub(crate) fn request_key<V: AsRef<str>>(request: &ViewRequest, vary: &[V]) -> Option<String> {
     let uri = &request.uri;
     let path = uri.path();
     if !path.starts_with('/') {
@@ -104,8 +99,8 @@ pub(crate) fn logical_key<V: AsRef<str>>(
         Some(host) => host.as_bytes(),
         None => uri.authority().map_or(&b""[..], |a| a.as_str().as_bytes()),
     };
-    let mut out = String::with_capacity(64 + name.len() + host.len() + path.len());
-    let _ = write!(out, "{version}:view:{name}:GET:");
+    let mut out = String::with_capacity(64 + host.len() + path.len());
+    out.push_str("GET:");
     out.push_str(uri.scheme_str().unwrap_or("http"));
     out.push_str("://");
     escape(&mut out, host, true);
@@ -140,7 +135,7 @@ pub(crate) fn logical_key<V: AsRef<str>>(
             }
         }
     }
-    Some(key::bound(out))
+    Some(out)
 }
 
 /// Percent-escapes `%`, `|`, bytes outside printable ASCII and, in a host, `/`.
@@ -177,7 +172,11 @@ mod tests {
     }
 
     fn key(uri: &str, headers: &[(&str, &[u8])], vary: &[&str]) -> String {
-        logical_key(1, "app::page", &request(uri, headers), vary).unwrap()
+        key::view(
+            1,
+            "app::page",
+            &request_key(&request(uri, headers), vary).unwrap(),
+        )
     }
 
     #[test]
@@ -255,6 +254,6 @@ mod tests {
     #[test]
     fn asterisk_form_is_not_cacheable() {
         let req = ViewRequest::new(Method::GET, "*".parse().unwrap(), HeaderMap::new());
-        assert_eq!(logical_key::<&str>(1, "f", &req, &[]), None);
+        assert_eq!(request_key::<&str>(&req, &[]), None);
     }
 }

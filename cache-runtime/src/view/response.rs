@@ -1,22 +1,20 @@
 //! What may be stored, what is stored, and the headers a cached response gets.
 
 use std::fmt::Write as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body::Body;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::body::ViewBody;
 use super::request::varies_on;
-use crate::codec::{Codec, MsgPack};
-use crate::envelope::{self, Header};
+use crate::envelope::{Kind, Opened};
 
-/// Envelope `kind` of a stored HTTP response (0 is a query value).
-pub(crate) const VIEW_KIND: u8 = 1;
+/// The envelope's codec id of a stored response: its own layout (see [`write_payload`]).
+pub(crate) const RESPONSE_CODEC: u8 = 0;
 
 /// Why a response is not stored, or `Ok` when its head allows storing.
 pub(crate) fn storable<V: AsRef<str>>(
@@ -100,22 +98,6 @@ pub(crate) fn prepare<V: AsRef<str>>(headers: &mut HeaderMap, body: &[u8], vary:
     }
 }
 
-/// When to compress a stored response, and what a reader accepts decompressing.
-#[derive(Clone, Copy)]
-pub(crate) struct Compression {
-    pub(crate) above: Option<usize>,
-    pub(crate) limit: usize,
-}
-
-impl Compression {
-    pub(crate) fn of(cache: &crate::Cache) -> Compression {
-        Compression {
-            above: cache.inner.compress_above,
-            limit: cache.decompress_limit(),
-        }
-    }
-}
-
 /// Headers never stored: hop-by-hop ones (and those the `Connection` header names), `Age`
 /// (recomputed on every hit) and `Content-Length` (set from the stored body).
 fn stored_header(name: &HeaderName, connection: &[String]) -> bool {
@@ -134,16 +116,67 @@ fn stored_header(name: &HeaderName, connection: &[String]) -> bool {
         || connection.iter().any(|c| c.eq_ignore_ascii_case(n)))
 }
 
-/// The stored form of a response (MessagePack with field names, inside the envelope).
-#[derive(Serialize, Deserialize)]
-struct Payload {
-    status: u16,
-    headers: Vec<(String, Bytes)>,
-    body: Bytes,
-    ttl_ms: u64,
+/// Writes the stored form of a response, the payload of its envelope:
+///
+/// ```text
+/// u16 status, u16 header count N,
+/// N × (u16 name length, name, u32 value length, value),
+/// the body (the rest: a hit serves it as a slice of the stored bytes, without a copy)
+/// ```
+pub(crate) fn write_payload(
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+    out: &mut Vec<u8>,
+) {
+    let connection: Vec<String> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|n| n.trim().to_owned()))
+        .collect();
+    let kept: Vec<(&HeaderName, &HeaderValue)> = headers
+        .iter()
+        .filter(|(name, _)| stored_header(name, &connection))
+        .take(u16::MAX as usize)
+        .collect();
+    out.reserve(4 + kept.len() * 32 + body.len());
+    out.extend_from_slice(&status.as_u16().to_le_bytes());
+    out.extend_from_slice(&(kept.len() as u16).to_le_bytes());
+    for (name, value) in kept {
+        // Header names are short (a HeaderName holds at most 64 KiB), values too.
+        out.extend_from_slice(&(name.as_str().len() as u16).to_le_bytes());
+        out.extend_from_slice(name.as_str().as_bytes());
+        out.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        out.extend_from_slice(value.as_bytes());
+    }
+    out.extend_from_slice(body);
 }
 
-/// A response as stored: its fill time comes from the envelope.
+/// Reads a payload front to back; every piece is a slice of it.
+struct Cursor<'a> {
+    bytes: &'a Bytes,
+    at: usize,
+}
+
+impl Cursor<'_> {
+    fn take(&mut self, n: usize) -> Option<Bytes> {
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())?;
+        let piece = self.bytes.slice(self.at..end);
+        self.at = end;
+        Some(piece)
+    }
+
+    fn u16(&mut self) -> Option<u16> {
+        let b = self.take(2)?;
+        Some(u16::from_le_bytes([b[0], b[1]]))
+    }
+}
+
+/// A response as stored.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub(crate) status: StatusCode,
@@ -154,79 +187,36 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    /// Envelope (kind 1, MessagePack) + payload, and the fill time it records.
-    pub(crate) fn encode(
-        status: StatusCode,
-        headers: &HeaderMap,
-        body: &Bytes,
-        ttl: Duration,
-        cost: Duration,
-        deps: crate::invalidate::Deps,
-        compress: Compression,
-    ) -> crate::Result<(Bytes, SystemTime)> {
-        let connection: Vec<String> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(',').map(|n| n.trim().to_owned()))
-            .collect();
-        let payload = Payload {
-            status: status.as_u16(),
-            headers: headers
-                .iter()
-                .filter(|(name, _)| stored_header(name, &connection))
-                .map(|(name, value)| {
-                    (
-                        name.as_str().to_owned(),
-                        Bytes::copy_from_slice(value.as_bytes()),
-                    )
-                })
-                .collect(),
-            body: body.clone(),
-            ttl_ms: u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX),
-        };
-        let mut header = Header::now(MsgPack::ID, cost);
-        header.kind = VIEW_KIND;
-        header.deps = deps;
-        let mut buf = header.write(body.len() + 256);
-        let start = buf.len();
-        MsgPack::encode(&payload, &mut buf)?;
-        envelope::seal(&mut buf, start, compress.above, compress.limit);
-        Ok((
-            Bytes::from(buf),
-            UNIX_EPOCH + Duration::from_millis(header.filled_at_ms),
-        ))
-    }
-
-    /// The stored response, or `None` for anything else (another kind, another codec,
-    /// corrupt bytes, a header that no longer parses): a miss.
-    pub(crate) fn decode(bytes: &[u8], limit: usize) -> Option<Entry> {
-        let (header, payload) = envelope::read(bytes)?;
-        if header.kind != VIEW_KIND || header.codec != MsgPack::ID {
+    /// The stored response in `value`, or `None` for anything else (another kind, corrupt
+    /// bytes, a header that no longer parses): a miss. Header values and the body are
+    /// slices of the stored bytes.
+    pub(crate) fn open(value: &Opened) -> Option<Entry> {
+        if value.header.kind != Kind::Response || value.header.codec != RESPONSE_CODEC {
             return None;
         }
-        let payload = envelope::payload(&header, payload, limit)?;
-        let payload: Payload = MsgPack::decode(&payload).ok()?;
-        let mut headers = HeaderMap::with_capacity(payload.headers.len());
-        for (name, value) in payload.headers {
-            headers.append(
-                HeaderName::from_bytes(name.as_bytes()).ok()?,
-                HeaderValue::from_maybe_shared(value).ok()?,
-            );
+        let mut payload = Cursor {
+            bytes: &value.payload,
+            at: 0,
+        };
+        let status = StatusCode::from_u16(payload.u16()?).ok()?;
+        let count = payload.u16()? as usize;
+        // Each header takes at least 7 bytes: a count the payload cannot hold allocates
+        // nothing, and a map never grows past what `http` allows (`try_append`).
+        let mut headers = HeaderMap::with_capacity(count.min(value.payload.len() / 7).min(256));
+        for _ in 0..count {
+            let name_len = payload.u16()? as usize;
+            let name = HeaderName::from_bytes(&payload.take(name_len)?).ok()?;
+            let value_len = u32::from_le_bytes(payload.take(4)?[..].try_into().ok()?) as usize;
+            let value = HeaderValue::from_maybe_shared(payload.take(value_len)?).ok()?;
+            headers.try_append(name, value).ok()?;
         }
         Some(Entry {
-            status: StatusCode::from_u16(payload.status).ok()?,
+            status,
             headers,
-            body: payload.body,
-            filled_at: UNIX_EPOCH + Duration::from_millis(header.filled_at_ms),
-            ttl: Duration::from_millis(payload.ttl_ms),
+            body: payload.bytes.slice(payload.at..),
+            filled_at: value.header.filled_at(),
+            ttl: value.header.ttl(),
         })
-    }
-
-    /// Whether the entry is still within its TTL at `now` (the backend expires it too;
-    /// this guards against clocks that disagree).
-    pub(crate) fn fresh(&self, now: SystemTime) -> bool {
-        now.duration_since(self.filled_at).unwrap_or(Duration::ZERO) < self.ttl
     }
 
     /// The response a hit serves: the stored one with `Age`, `Cache-Control: max-age` and
@@ -378,6 +368,8 @@ pub(crate) fn not_modified<B: Body>(headers: &HeaderMap) -> Response<ViewBody<B>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::envelope::{self, Compression, Header, Writer};
+    use std::time::UNIX_EPOCH;
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -481,6 +473,17 @@ mod tests {
         assert!(!h.contains_key(header::CACHE_CONTROL));
     }
 
+    fn stored(status: StatusCode, h: &HeaderMap, body: &'static [u8], ttl: Duration) -> Opened {
+        let header = Header::new(Kind::Response, RESPONSE_CODEC, ttl, Duration::ZERO);
+        let mut writer = Writer::new(&header, std::iter::empty(), 0).unwrap();
+        write_payload(status, h, body, writer.payload());
+        let compression = Compression {
+            above: None,
+            limit: 1 << 20,
+        };
+        envelope::open(writer.seal(compression), 1 << 20).unwrap()
+    }
+
     #[test]
     fn entries_round_trip_without_hop_by_hop_headers() {
         let h = headers(&[
@@ -494,54 +497,40 @@ mod tests {
             ("age", "3"),
             ("content-length", "5"),
         ]);
-        let body = Bytes::from_static(b"hello");
-        let (bytes, filled) = Entry::encode(
-            StatusCode::CREATED,
-            &h,
-            &body,
-            Duration::from_secs(9),
-            Duration::ZERO,
-            Vec::new(),
-            Compression {
-                above: None,
-                limit: 1 << 20,
-            },
-        )
-        .unwrap();
-        let entry = Entry::decode(&bytes, 1 << 20).unwrap();
+        let value = stored(StatusCode::CREATED, &h, b"hello", Duration::from_secs(9));
+        let entry = Entry::open(&value).unwrap();
         assert_eq!(entry.status, StatusCode::CREATED);
-        assert_eq!(entry.body, body);
+        assert_eq!(entry.body, Bytes::from_static(b"hello"));
         assert_eq!(entry.ttl, Duration::from_secs(9));
-        assert_eq!(entry.filled_at, filled);
-        assert!(entry.fresh(filled + Duration::from_secs(8)));
-        assert!(!entry.fresh(filled + Duration::from_secs(9)));
+        assert_eq!(entry.filled_at, value.header.filled_at());
         let names: Vec<&str> = entry.headers.keys().map(HeaderName::as_str).collect();
         assert_eq!(names, ["content-type", "x-multi"]);
         assert_eq!(entry.headers.get_all("x-multi").iter().count(), 2);
+        // The body is a slice of the stored bytes, not a copy.
+        let stored_range = value.payload.as_ptr_range();
+        assert!(stored_range.contains(&entry.body.as_ptr()));
     }
 
     #[test]
-    fn other_kinds_and_corrupt_bytes_are_misses() {
-        let (bytes, _) = Entry::encode(
+    fn other_kinds_and_corrupt_payloads_are_misses() {
+        let value = stored(
             StatusCode::OK,
-            &HeaderMap::new(),
-            &Bytes::from_static(b"x"),
+            &headers(&[("x-a", "1")]),
+            b"x",
             Duration::from_secs(1),
-            Duration::ZERO,
-            Vec::new(),
-            Compression {
-                above: None,
-                limit: 1 << 20,
-            },
-        )
-        .unwrap();
-        let mut query_kind = bytes.to_vec();
-        query_kind[5] = 0;
-        assert!(Entry::decode(&query_kind, 1 << 20).is_none());
-        for cut in 0..bytes.len() {
-            assert!(Entry::decode(&bytes[..cut], 1 << 20).is_none());
+        );
+        assert!(Entry::open(&value).is_some());
+        let mut query_kind = value.clone();
+        query_kind.header.kind = Kind::Value;
+        assert!(Entry::open(&query_kind).is_none());
+        for cut in 0..value.payload.len() - 1 {
+            let mut truncated = value.clone();
+            truncated.payload = value.payload.slice(..cut);
+            assert!(Entry::open(&truncated).is_none(), "payload cut at {cut}");
         }
-        assert!(Entry::decode(b"not an envelope at all, just text", 1 << 20).is_none());
+        let mut bad_status = value.clone();
+        bad_status.payload = Bytes::from_static(&[0, 0, 0, 0]);
+        assert!(Entry::open(&bad_status).is_none());
     }
 
     #[test]

@@ -1,0 +1,334 @@
+//! [`CacheBuilder`]: settings, URL parsing, and building a [`Cache`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Cache, Inner};
+use crate::backend::AnyBackend;
+use crate::backend::memory::MemoryBackend;
+use crate::breaker::Breaker;
+use crate::codec::CodecKind;
+use crate::error::{Error, Result};
+use crate::flight::Flights;
+use crate::key::Layout;
+use crate::stats::Counters;
+
+/// Django's default timeout: five minutes.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(300);
+/// Bound on every backend operation unless configured otherwise.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
+/// Largest encoded value stored unless configured otherwise; larger ones are not cached.
+pub const DEFAULT_MAX_VALUE_SIZE: usize = 4 * 1024 * 1024;
+/// Encoded values larger than this are lz4-compressed when the `lz4` feature is on.
+pub const DEFAULT_COMPRESS_ABOVE: usize = 16 * 1024;
+/// Default size bound of the `memory://` backend.
+pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+/// Bytes of dependency names remembered per cache to keep page hits one round trip.
+const HINT_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Settings for a [`Cache`], from [`Cache::builder`].
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use cache_runtime::Cache;
+///
+/// let cache = Cache::builder("memory://")
+///     .prefix("shop")
+///     .default_ttl(Duration::from_secs(60))
+///     .timeout(Duration::from_millis(50))
+///     .build()
+///     .await?;
+/// # Ok::<(), cache_runtime::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct CacheBuilder {
+    url: String,
+    prefix: String,
+    default_ttl: Duration,
+    timeout: Duration,
+    max_value_size: usize,
+    compress_above: Option<usize>,
+    memory_max_bytes: u64,
+    codec: CodecKind,
+    breaker_threshold: u32,
+    breaker_cool_down: Duration,
+}
+
+impl CacheBuilder {
+    /// Key prefix, Django's `KEY_PREFIX` (default empty): keys are `{prefix}:{version}:...`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+    /// TTL of functions that set none (default 300 s).
+    pub fn default_ttl(mut self, ttl: Duration) -> Self {
+        self.default_ttl = ttl;
+        self
+    }
+    /// Bound on each backend operation (default 200 ms); past it the call runs uncached.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+    /// Largest encoded value that is stored (default 4 MiB).
+    pub fn max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = bytes;
+        self
+    }
+    /// Compress encoded values larger than `bytes` with lz4 (default 16 KiB; `None` turns
+    /// compression off). Values are decompressed on read whatever this setting, so it can
+    /// change between deploys.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = cache_runtime::Cache::builder("memory://").compress_above(Some(4096)).build().await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(feature = "lz4")]
+    pub fn compress_above(mut self, bytes: Option<usize>) -> Self {
+        self.compress_above = bytes;
+        self
+    }
+    /// Size bound of the `memory://` backend (default 64 MiB).
+    pub fn memory_max_bytes(mut self, bytes: u64) -> Self {
+        self.memory_max_bytes = bytes;
+        self
+    }
+    /// Codec of functions that choose none (default MessagePack).
+    pub fn codec(mut self, codec: CodecKind) -> Self {
+        self.codec = codec;
+        self
+    }
+    /// After `failures` consecutive backend errors, skip the backend for `cool_down`
+    /// (default 5 failures, 1 s). `failures = 0` turns the breaker off.
+    pub fn circuit_breaker(mut self, failures: u32, cool_down: Duration) -> Self {
+        self.breaker_threshold = failures;
+        self.breaker_cool_down = cool_down;
+        self
+    }
+
+    /// Builds the cache. A malformed URL or setting is an error naming the problem; a
+    /// Redis server that is down is not (the cache connects in the background and runs
+    /// uncached until then).
+    pub async fn build(self) -> Result<Cache> {
+        if self.timeout.is_zero() {
+            return Err(Error::config(
+                "the operation timeout must be greater than zero",
+            ));
+        }
+        if self.default_ttl.is_zero() {
+            return Err(Error::config("the default TTL must be greater than zero"));
+        }
+        if self.prefix.contains(char::is_whitespace) {
+            return Err(Error::config(format!(
+                "the key prefix {:?} contains whitespace",
+                self.prefix
+            )));
+        }
+        let backend = match parse_url(&self.url)? {
+            Location::Memory => AnyBackend::Memory(MemoryBackend::new(self.memory_max_bytes)),
+            #[cfg(feature = "redis")]
+            Location::Redis(client) => {
+                let backend = crate::backend::redis::RedisBackend::new(client, self.timeout)?;
+                AnyBackend::Redis(backend)
+            }
+        };
+        let hints = moka::sync::Cache::builder()
+            .max_capacity(HINT_BYTES)
+            .weigher(|key: &String, names: &Arc<[String]>| {
+                let names: usize = names.iter().map(|n| n.len() + 24).sum();
+                u32::try_from(key.len() + names + 64).unwrap_or(u32::MAX)
+            })
+            .build();
+        let cache = Cache {
+            inner: Arc::new(Inner {
+                backend,
+                layout: Layout::new(&self.prefix),
+                prefix: self.prefix,
+                hints,
+                default_ttl: self.default_ttl,
+                max_value_size: self.max_value_size,
+                compress_above: self.compress_above,
+                codec: self.codec,
+                counters: Counters::default(),
+                flights: Flights::default(),
+                breaker: Breaker::new(self.breaker_threshold, self.breaker_cool_down),
+            }),
+        };
+        cache.warm_up();
+        Ok(cache)
+    }
+}
+
+enum Location {
+    Memory,
+    #[cfg(feature = "redis")]
+    Redis(redis::Client),
+}
+
+fn parse_url(raw: &str) -> Result<Location> {
+    let url = url::Url::parse(raw).map_err(|e| {
+        Error::config(format!(
+            "invalid cache URL: {e}; expected `memory://` or `redis://[user:password@]host:port/db`"
+        ))
+    })?;
+    match url.scheme() {
+        "memory" => {
+            if url.host_str().is_some_and(|h| !h.is_empty()) || !matches!(url.path(), "" | "/") {
+                return Err(Error::config(
+                    "a memory:// URL takes no host or path: use `memory://`",
+                ));
+            }
+            Ok(Location::Memory)
+        }
+        "redis" | "rediss" => {
+            if url.scheme() == "rediss" && !cfg!(feature = "tls") {
+                return Err(Error::config(
+                    "rediss:// needs TLS: enable the `tls` feature of cache-runtime",
+                ));
+            }
+            if url.host_str().is_none_or(str::is_empty) {
+                return Err(Error::config(
+                    "the Redis URL has no host: use `redis://host:port/db`",
+                ));
+            }
+            let db = url.path().trim_start_matches('/');
+            if !db.is_empty() && db.parse::<u32>().is_err() {
+                return Err(Error::config(format!(
+                    "the Redis database in the URL path must be a number, got `{db}`"
+                )));
+            }
+            redis_location(raw)
+        }
+        other => Err(Error::config(format!(
+            "unsupported cache URL scheme `{other}`: use `memory://` or `redis://` (`rediss://` with the `tls` feature)"
+        ))),
+    }
+}
+
+#[cfg(feature = "redis")]
+fn redis_location(raw: &str) -> Result<Location> {
+    redis::Client::open(raw)
+        .map(Location::Redis)
+        .map_err(|e| Error::with_source(crate::ErrorKind::Config, "invalid Redis URL", e))
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_location(_raw: &str) -> Result<Location> {
+    Err(Error::config(
+        "redis:// needs the `redis` feature of cache-runtime",
+    ))
+}
+
+impl Cache {
+    /// Builds a cache from a URL with default settings: `memory://`, or
+    /// `redis://[user:password@]host:port/db` (`rediss://` with the `tls` feature).
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = cache_runtime::Cache::from_url("memory://").await.unwrap();
+    /// // A server that is down is fine: calls run uncached until it answers.
+    /// let redis = cache_runtime::Cache::from_url("redis://127.0.0.1:1/0").await.unwrap();
+    /// // A malformed URL is not.
+    /// let err = cache_runtime::Cache::from_url("redis://127.0.0.1:6379/zero").await.unwrap_err();
+    /// assert!(err.to_string().contains("must be a number"));
+    /// # });
+    /// ```
+    pub async fn from_url(url: &str) -> Result<Cache> {
+        Cache::builder(url).build().await
+    }
+
+    /// Starts a [`CacheBuilder`] for `url`.
+    pub fn builder(url: &str) -> CacheBuilder {
+        CacheBuilder {
+            url: url.to_owned(),
+            prefix: String::new(),
+            default_ttl: DEFAULT_TTL,
+            timeout: DEFAULT_TIMEOUT,
+            max_value_size: DEFAULT_MAX_VALUE_SIZE,
+            compress_above: cfg!(feature = "lz4").then_some(DEFAULT_COMPRESS_ABOVE),
+            memory_max_bytes: DEFAULT_MEMORY_BYTES,
+            codec: CodecKind::default(),
+            breaker_threshold: 5,
+            breaker_cool_down: Duration::from_secs(1),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn error_of(url: &str) -> String {
+        let err = Cache::from_url(url).await.expect_err(url);
+        assert!(err.is_config(), "{url}: {err:?}");
+        err.to_string()
+    }
+
+    #[tokio::test]
+    async fn malformed_urls_name_the_problem() {
+        assert!(
+            error_of("localhost:6379")
+                .await
+                .contains("unsupported cache URL scheme `localhost`")
+        );
+        assert!(error_of("not a url").await.contains("invalid cache URL"));
+        assert!(error_of("memcached://h:1").await.contains("`memcached`"));
+        assert!(
+            error_of("redis://h:6379/zero")
+                .await
+                .contains("must be a number, got `zero`")
+        );
+        assert!(error_of("redis://h:99999/0").await.contains("invalid port"));
+        assert!(error_of("redis:///0").await.contains("no host"));
+        assert!(
+            error_of("memory://somewhere")
+                .await
+                .contains("takes no host")
+        );
+        #[cfg(not(feature = "tls"))]
+        assert!(
+            error_of("rediss://h:6380/0")
+                .await
+                .contains("`tls` feature")
+        );
+    }
+
+    #[tokio::test]
+    async fn passwords_never_appear_in_errors() {
+        let message = error_of("redis://user:s3cret@h:6379/zero").await;
+        assert!(!message.contains("s3cret"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn well_formed_urls_build_even_without_a_server() {
+        for url in [
+            "memory://",
+            "redis://127.0.0.1:1",
+            "redis://user:pw@127.0.0.1:1/3",
+        ] {
+            let cache = Cache::from_url(url).await.expect(url);
+            assert_eq!(cache.prefix(), "");
+        }
+    }
+
+    #[tokio::test]
+    async fn bad_settings_are_errors() {
+        let zero = Cache::builder("memory://")
+            .timeout(Duration::ZERO)
+            .build()
+            .await;
+        assert!(zero.unwrap_err().to_string().contains("timeout"));
+        let ttl = Cache::builder("memory://")
+            .default_ttl(Duration::ZERO)
+            .build()
+            .await;
+        assert!(ttl.unwrap_err().to_string().contains("TTL"));
+        let prefix = Cache::builder("memory://").prefix("my app").build().await;
+        assert!(prefix.unwrap_err().to_string().contains("whitespace"));
+    }
+}

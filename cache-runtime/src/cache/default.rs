@@ -1,0 +1,55 @@
+//! The process default cache: [`install`], [`scope`], [`current`] (Django's `"default"`).
+
+use std::sync::RwLock;
+
+use super::Cache;
+
+static INSTALLED: RwLock<Option<Cache>> = RwLock::new(None);
+
+tokio::task_local! {
+    static SCOPED: Cache;
+}
+
+/// Sets the process-wide default cache used by `#[cached_query]` and `#[cached_view]`
+/// (Django's `"default"` cache). Installing again replaces it.
+///
+/// Until a cache is installed, cached functions run uncached (and say so once in the log).
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let cache = cache_runtime::Cache::from_url("memory://").await.unwrap();
+/// cache_runtime::install(cache);
+/// assert!(cache_runtime::installed().is_some());
+/// # });
+/// ```
+pub fn install(cache: Cache) {
+    *INSTALLED.write().unwrap_or_else(|e| e.into_inner()) = Some(cache);
+}
+
+/// The installed default cache, if any.
+pub fn installed() -> Option<Cache> {
+    INSTALLED.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Runs `fut` with `cache` as the default for every cached function it calls, on this
+/// task only: parallel tests each get their own cache. Tasks spawned inside do not
+/// inherit it.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let cache = cache_runtime::Cache::from_url("memory://").await.unwrap();
+/// let prefix = cache_runtime::scope(cache, async {
+///     cache_runtime::current().unwrap().prefix().to_string()
+/// }).await;
+/// assert_eq!(prefix, "");
+/// # });
+/// ```
+pub async fn scope<F: std::future::Future>(cache: Cache, fut: F) -> F::Output {
+    SCOPED.scope(cache, fut).await
+}
+
+/// The cache a cached function would use here: the task's [`scope`], else the
+/// [`install`]ed one.
+pub fn current() -> Option<Cache> {
+    SCOPED.try_with(Cache::clone).ok().or_else(installed)
+}

@@ -1,0 +1,173 @@
+//! [`Cache`]: a configured backend, and the guarded access to it that every cached call
+//! goes through (circuit breaker, counting, logging).
+//!
+//! The cache is built in [`builder`], made the process default in [`default`], and offers
+//! Django-style `get`/`set`/`delete`/`clear` in [`ops`].
+
+pub(crate) mod builder;
+pub(crate) mod default;
+mod ops;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::backend::{AnyBackend, Backend};
+use crate::breaker::Breaker;
+use crate::codec::CodecKind;
+use crate::envelope::Compression;
+use crate::error::{Error, ErrorKind, Result};
+use crate::flight::Flights;
+use crate::key::Layout;
+use crate::stats::{Counters, Event, Stats};
+
+/// A cache: a backend (`memory://` or `redis://`) with a key prefix, a default TTL, an
+/// operation timeout, a codec and its counters. Cloning is cheap (one `Arc`).
+///
+/// A `Cache` does not belong to the tokio runtime that built it: build it once (in a
+/// set-up runtime, a `static`, the first of many `#[tokio::test]`s) and use it from any
+/// runtime for as long as the process lives.
+///
+/// ```
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use cache_runtime::Cache;
+///
+/// let cache = Cache::from_url("memory://").await?;
+/// cache.set("greeting", &"hello", None).await?;
+/// assert_eq!(cache.get::<String>("greeting").await?, Some("hello".to_string()));
+/// assert_eq!(cache.stats().hits, 1);
+/// # Ok::<(), cache_runtime::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Cache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) backend: AnyBackend,
+    pub(crate) prefix: String,
+    pub(crate) layout: Layout,
+    pub(crate) default_ttl: Duration,
+    pub(crate) max_value_size: usize,
+    /// Payloads larger than this are lz4-compressed (feature `lz4`).
+    pub(crate) compress_above: Option<usize>,
+    pub(crate) codec: CodecKind,
+    pub(crate) counters: Counters,
+    pub(crate) flights: Flights,
+    /// Per stored key, the generation names its value recorded beyond its own (a page's
+    /// queries): read in the same `MGET` as the value, so a hit stays one round trip.
+    pub(crate) hints: moka::sync::Cache<String, Arc<[String]>>,
+    pub(crate) breaker: Breaker,
+}
+
+impl std::fmt::Debug for Cache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cache")
+            .field("backend", &self.inner.backend.name())
+            .field("prefix", &self.inner.prefix)
+            .field("default_ttl", &self.inner.default_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cache {
+    /// Counters since the cache was built.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// The key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.inner.prefix
+    }
+
+    /// The backend's name: `"memory"` or `"redis"`.
+    pub fn backend_name(&self) -> &'static str {
+        self.inner.backend.name()
+    }
+
+    /// How stored payloads are compressed, and the most a read decompresses (the largest
+    /// value the cache stores: nothing larger was ever written).
+    pub(crate) fn compression(&self) -> Compression {
+        Compression {
+            above: self.inner.compress_above,
+            limit: self.inner.max_value_size,
+        }
+    }
+
+    pub(crate) fn count(&self, event: Event, name: &'static str) {
+        self.inner.counters.count(event, name);
+    }
+
+    /// Runs one backend operation behind the circuit breaker: a failure is logged (with the
+    /// key, when the operation has one) and counted; while the breaker is open the
+    /// operation is not sent ([`ErrorKind::Unavailable`]).
+    pub(crate) async fn guarded<T>(
+        &self,
+        name: &'static str,
+        op: &'static str,
+        key: Option<&str>,
+        fut: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        if !self.inner.breaker.allow() {
+            self.count(Event::Skipped, name);
+            return Err(Error::new(
+                ErrorKind::Unavailable,
+                "the cache backend failed repeatedly; skipped during the circuit breaker's cool-down",
+            ));
+        }
+        let result = fut.await;
+        match &result {
+            Ok(_) => self.inner.breaker.success(),
+            Err(e) => {
+                self.inner.breaker.failure();
+                self.count(Event::BackendError, name);
+                tracing::warn!(error = %e, op, key, name, "cache: backend failed; running uncached");
+            }
+        }
+        result
+    }
+
+    /// The values of `keys`, read at one instant.
+    pub(crate) async fn mget(
+        &self,
+        keys: Vec<String>,
+        name: &'static str,
+        key: &str,
+    ) -> Result<Vec<Option<Bytes>>> {
+        self.guarded(name, "read", Some(key), self.inner.backend.mget(keys))
+            .await
+    }
+
+    /// Writes a value; a failure is logged and counted, never returned.
+    pub(crate) async fn write(&self, key: String, value: Bytes, ttl: Duration, name: &'static str) {
+        let len = value.len();
+        let log_key = key.clone();
+        let set = self.inner.backend.set(key, value, Some(ttl));
+        if self
+            .guarded(name, "write", Some(&log_key), set)
+            .await
+            .is_ok()
+        {
+            self.count(Event::Fill, name);
+            self.inner.counters.wrote_bytes(len);
+        }
+    }
+
+    /// Starts connecting in the background so the first request finds a warm connection.
+    pub(crate) fn warm_up(&self) {
+        #[cfg(feature = "redis")]
+        if matches!(self.inner.backend, AnyBackend::Redis(_)) {
+            let cache = self.clone();
+            crate::backend::io::spawn(async move {
+                if let AnyBackend::Redis(redis) = &cache.inner.backend
+                    && let Err(e) = redis.ping().await
+                {
+                    tracing::warn!(error = %e, "cache: Redis is not answering yet; running uncached until it does");
+                }
+            });
+        }
+    }
+}

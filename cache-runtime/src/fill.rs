@@ -1,0 +1,395 @@
+//! The one fill protocol, run by every cached call: `#[cached_query]`, `#[cached_view]`,
+//! `CacheLayer` and `Cache::get`. It knows neither queries nor HTTP: a [`Filler`] brings
+//! what differs (how a value is read and written, what may be stored, how to answer).
+//!
+//! 1. **Look up**, taking no lock: one `MGET` of the value and the generations it is
+//!    expected to record (its own, plus those its last fill in this process recorded beyond
+//!    them). A value is served only while every generation it recorded is current.
+//! 2. On a miss, **join the flight** for the key: one caller per key and process (the
+//!    leader) runs the body; the others wait for its value.
+//! 3. The leader **starts the fill**: it reads (creating when missing) its own generations,
+//!    before the body runs, so an invalidation from now on makes this fill's value stale.
+//! 4. It **runs the body**, collecting the generations of every cached value the body reads
+//!    (and whether it read anything no generation covers).
+//! 5. It **seals** the value in an envelope recording all those generations, **writes** it
+//!    when it can be checked later (or not at all), hands its dependencies up to the fill
+//!    it runs inside, if any, and **publishes** it to its followers.
+//! 6. A **follower** serves the leader's value when the leader read its generations after
+//!    the follower joined, or when the value's generations are still current; otherwise it
+//!    runs the body itself.
+//!
+//! See `docs/INVALIDATION.md` for why this never serves a value after an invalidation that
+//! returned before the call began.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::cache::Cache;
+use crate::deps::{self, Dep, Unstorable};
+use crate::envelope::{self, Header, Opened, Writer};
+use crate::flight::{self, Join, Shared};
+use crate::stats::Event;
+
+/// Clocks of app servers disagree: a value may claim to stay fresh this much longer than a
+/// fill here would make it before it counts as foreign.
+const CLOCK_SKEW_MS: u64 = 60_000;
+
+/// One cached call: where its value lives and what it depends on by itself.
+pub(crate) struct Plan {
+    pub(crate) cache: Cache,
+    /// Names the function, view or layer in logs and metrics (never a key).
+    pub(crate) name: &'static str,
+    /// The stored key.
+    pub(crate) key: String,
+    /// How long a value stays fresh.
+    pub(crate) ttl: Duration,
+    /// The generations a value depends on by itself, and how long a counter created for
+    /// one lives (`None`: until evicted).
+    pub(crate) own: Vec<(String, Option<Duration>)>,
+}
+
+/// What differs between kinds of cached calls.
+pub(crate) trait Filler {
+    /// What the body returns.
+    type Out;
+    /// What the call returns.
+    type Answer;
+    /// Sets the header fields of this kind of value (kind, codec, fingerprint).
+    fn stamp(&self, header: &mut Header);
+    /// The answer from a stored or shared value; `None` when the value is not of this
+    /// kind or does not decode (a miss).
+    fn answer(&self, value: &Opened) -> Option<Self::Answer>;
+    /// The answer from the body's output, appending the payload to store to `payload`;
+    /// false when nothing is to be stored.
+    fn finish(
+        &self,
+        out: Self::Out,
+        header: &Header,
+        payload: &mut Vec<u8>,
+    ) -> (Self::Answer, bool);
+    /// The answer from the body's output when nothing is stored.
+    fn pass(&self, out: Self::Out) -> Self::Answer;
+}
+
+/// Runs one cached call: answers from the cache when it can, else runs `body` (once per
+/// key and process) and stores what may be stored. Without a plan (no cache, a key that
+/// cannot be built) it runs `body` uncached.
+///
+/// Callers hand their future straight to this one rather than awaiting it inside another
+/// `async fn` of theirs: an `async fn` keeps its arguments beside the futures it awaits,
+/// so each such layer would double the size of nested cached calls (a page calling a query
+/// calling a query).
+pub(crate) async fn run<F: Filler>(
+    plan: Option<Plan>,
+    filler: F,
+    body: impl Future<Output = F::Out>,
+) -> F::Answer {
+    let Some(plan) = plan else {
+        // Nothing can be checked about what this call reads: an enclosing fill must not
+        // store a value built from it.
+        deps::taint();
+        // Awaited through a box: awaiting `body` in place would give it a second slot.
+        return filler.pass(Box::pin(body).await);
+    };
+    if let Ok(Some(answer)) = cached_answer(&plan, &filler).await {
+        return answer;
+    }
+    // Only a miss pays for moving the body to the heap, which keeps this future (and every
+    // cached call it is nested in) about as small as the body itself.
+    let body = Box::pin(body);
+    let joined = Instant::now();
+    match plan.cache.inner.flights.join(&plan.key) {
+        Join::Leader(leader) => lead(&plan, &filler, leader, body).await,
+        Join::Follower(slot) => {
+            if let Some(shared) = flight::wait(slot).await
+                && let Some(answer) = follow(&plan, &filler, &shared, joined).await
+            {
+                return answer;
+            }
+            // The leader had nothing this call may serve: run uncached.
+            deps::taint();
+            filler.pass(body.await)
+        }
+    }
+}
+
+/// The answer from the value stored under `plan.key`, when one may be served (a hit, and
+/// its dependencies go to the fill this call runs inside). An error only when the backend
+/// failed.
+pub(crate) async fn cached_answer<F: Filler>(
+    plan: &Plan,
+    filler: &F,
+) -> crate::Result<Option<F::Answer>> {
+    Ok(match lookup(plan).await? {
+        Some(value) => serve(plan, filler, &value),
+        None => None,
+    })
+}
+
+/// The answer from a value found by [`lookup`], counted as a hit; its dependencies go to
+/// the fill this call runs inside. `None` (counted) when the filler cannot read it.
+fn serve<F: Filler>(plan: &Plan, filler: &F, value: &Opened) -> Option<F::Answer> {
+    let Some(answer) = filler.answer(value) else {
+        plan.cache.count(Event::DecodeError, plan.name);
+        tracing::warn!(key = %plan.key, name = plan.name, "cache: stored value is not readable; recomputing");
+        return None;
+    };
+    plan.cache.count(Event::Hit, plan.name);
+    plan.cache.inner.counters.read_bytes(value.stored_len);
+    if deps::active() {
+        deps::record(value.deps());
+    }
+    tracing::debug!(key = %plan.key, name = plan.name, "cache hit");
+    Some(answer)
+}
+
+async fn lead<F: Filler>(
+    plan: &Plan,
+    filler: &F,
+    leader: flight::Leader<'_>,
+    body: impl Future<Output = F::Out>,
+) -> F::Answer {
+    let Plan {
+        cache, name, key, ..
+    } = plan;
+    cache.count(Event::Miss, name);
+    tracing::debug!(key = %key, name, "cache miss");
+
+    let since = Instant::now();
+    let generations = start(cache, &plan.own, name).await;
+    let started = Instant::now();
+    let (out, collected) = deps::collect(body).await;
+    let cost = started.elapsed();
+
+    let deps = match generations {
+        Ok(own) => collected.merge(&own),
+        Err(_) => Err(Unstorable::Unchecked),
+    };
+    // The enclosing fill, if any, depends on whatever this one read, stored or not.
+    match &deps {
+        Ok(deps) => deps::record(deps.iter().map(|(n, g)| (n.as_str(), *g))),
+        Err(_) => deps::taint(),
+    }
+
+    let mut header = Header::new(envelope::Kind::Value, 0, plan.ttl, cost);
+    filler.stamp(&mut header);
+    let recorded: &[Dep] = deps.as_deref().unwrap_or_default();
+    let writer = Writer::new(&header, recorded.iter().map(|(n, g)| (n.as_str(), *g)), 256);
+    let Some(mut writer) = writer else {
+        return filler.pass(out);
+    };
+    let (answer, stored) = filler.finish(out, &header, writer.payload());
+    if !stored {
+        return answer;
+    }
+    let bytes = writer.seal(cache.compression());
+    match &deps {
+        Ok(_) if bytes.len() > cache.inner.max_value_size => {
+            cache.count(Event::NotStored, name);
+            tracing::debug!(key = %key, name, size = bytes.len(), "cache: value over the size limit; not stored");
+        }
+        Ok(recorded) => {
+            cache
+                .write(key.clone(), bytes.clone(), plan.ttl, name)
+                .await;
+            remember_beyond_own(plan, recorded.iter().map(|(n, _)| n.as_str()));
+        }
+        Err(why) => {
+            cache.count(Event::NotStored, name);
+            tracing::debug!(key = %key, name, reason = why.reason(), "cache: value not stored");
+        }
+    }
+    if leader.followed()
+        && let Some(value) = envelope::open(bytes, usize::MAX)
+    {
+        leader.publish(Shared {
+            value,
+            since: if deps.is_ok() { since } else { started },
+            checkable: deps.is_ok(),
+        });
+    }
+    answer
+}
+
+/// The answer from a leader's value, when this follower may serve it.
+async fn follow<F: Filler>(
+    plan: &Plan,
+    filler: &F,
+    shared: &Shared,
+    joined: Instant,
+) -> Option<F::Answer> {
+    // Joined before the leader read its generations: the value is newer than this call.
+    // Joined later: the leader's fill may predate an invalidation that returned before
+    // this call began, so its generations are checked.
+    let usable = joined <= shared.since
+        || (shared.checkable && current(&plan.cache, shared.value.deps(), plan.name).await);
+    if !usable {
+        return None;
+    }
+    let answer = filler.answer(&shared.value)?;
+    plan.cache.count(Event::Hit, plan.name);
+    if shared.checkable {
+        deps::record(shared.value.deps());
+    } else {
+        deps::taint();
+    }
+    tracing::debug!(key = %plan.key, name = plan.name, "cache hit (shared flight)");
+    Some(answer)
+}
+
+/// Reads the value under `plan.key` with, in the same `MGET`, the generations it is
+/// expected to record; `None` (counted) when there is none that may be served: missing,
+/// expired, invalidated or unreadable. An error when the backend failed.
+async fn lookup(plan: &Plan) -> crate::Result<Option<Opened>> {
+    let Plan {
+        cache, name, key, ..
+    } = plan;
+    let inner = &cache.inner;
+    let hint = inner.hints.get(key);
+    let expected: Vec<&str> = plan
+        .own
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .chain(hint.iter().flat_map(|h| h.iter().map(String::as_str)))
+        .collect();
+    let mut keys = Vec::with_capacity(1 + expected.len());
+    keys.push(key.clone());
+    keys.extend(expected.iter().map(|n| inner.layout.generation(n)));
+    let mut values = cache.mget(keys, name, key).await?.into_iter();
+    let Some(Some(bytes)) = values.next() else {
+        return Ok(None);
+    };
+    let generations: Vec<Option<Bytes>> = values.collect();
+
+    let Some(value) = envelope::open(bytes, cache.compression().limit) else {
+        cache.count(Event::DecodeError, name);
+        tracing::warn!(key = %key, name, "cache: stored bytes are not a value; recomputing");
+        return Ok(None);
+    };
+    let now = envelope::now_ms();
+    let ttl_ms = u64::try_from(plan.ttl.as_millis()).unwrap_or(u64::MAX);
+    if value.header.fresh_until_ms > now.saturating_add(ttl_ms).saturating_add(CLOCK_SKEW_MS) {
+        // Fresher than any fill with this TTL makes it: foreign, or the TTL was lowered.
+        cache.count(Event::DecodeError, name);
+        tracing::warn!(key = %key, name, "cache: stored value claims a longer life than its TTL; recomputing");
+        return Ok(None);
+    }
+    if value.header.fresh_until_ms <= now {
+        return Ok(None);
+    }
+    let mut beyond = Vec::new();
+    for (dep, generation) in value.deps() {
+        match expected.iter().position(|e| *e == dep) {
+            Some(i) if holds(&generations[i], generation) => {}
+            Some(_) => return Ok(stale(plan)),
+            None => beyond.push((dep, generation)),
+        }
+    }
+    if !beyond.is_empty() {
+        // Dependencies this process did not expect (another process filled the value, or
+        // the page reads other queries now): one more round trip, then remembered.
+        if !current(cache, beyond.iter().copied(), name).await {
+            return Ok(stale(plan));
+        }
+        remember_beyond_own(plan, value.deps().map(|(n, _)| n));
+    }
+    Ok(Some(value))
+}
+
+fn stale(plan: &Plan) -> Option<Opened> {
+    plan.cache.count(Event::Stale, plan.name);
+    tracing::debug!(key = %plan.key, name = plan.name, "cache: stale value (invalidated)");
+    None
+}
+
+/// Remembers, for the next lookup of `plan.key`, the generation names among `names` that
+/// are not the value's own.
+fn remember_beyond_own<'n>(plan: &Plan, names: impl Iterator<Item = &'n str>) {
+    let beyond: Vec<String> = names
+        .filter(|n| !plan.own.iter().any(|(own, _)| own == n))
+        .map(str::to_owned)
+        .collect();
+    if !beyond.is_empty() {
+        plan.cache
+            .inner
+            .hints
+            .insert(plan.key.clone(), Arc::from(beyond));
+    }
+}
+
+/// Whether the raw counter `raw` holds `generation`.
+fn holds(raw: &Option<Bytes>, generation: u64) -> bool {
+    raw.as_deref() == Some(&generation.to_le_bytes()[..])
+}
+
+/// Whether every generation in `deps` is still current (one `MGET`); a backend failure
+/// says no.
+pub(crate) async fn current<'d>(
+    cache: &Cache,
+    deps: impl ExactSizeIterator<Item = (&'d str, u64)> + Clone,
+    name: &'static str,
+) -> bool {
+    if deps.len() == 0 {
+        return true;
+    }
+    let layout = &cache.inner.layout;
+    let keys = deps.clone().map(|(n, _)| layout.generation(n)).collect();
+    let Ok(values) = cache.mget(keys, name, "generations").await else {
+        return false;
+    };
+    let fresh = deps.zip(&values).all(|((_, g), raw)| holds(raw, g));
+    if !fresh {
+        cache.count(Event::Stale, name);
+    }
+    fresh
+}
+
+/// Reads the generations `own` names, creating missing ones with a random value (so a
+/// recreated counter never equals a lost one). An error when the backend failed: the
+/// fill's value must then not be stored. A counter holding bytes that are not a generation
+/// (another program wrote there) is replaced: it is as good as missing.
+pub(crate) async fn start(
+    cache: &Cache,
+    own: &[(String, Option<Duration>)],
+    name: &'static str,
+) -> crate::Result<Vec<Dep>> {
+    let layout = &cache.inner.layout;
+    let offer = || Bytes::copy_from_slice(&rand::random::<u64>().to_le_bytes());
+    let items = own
+        .iter()
+        .map(|(n, ttl)| (layout.generation(n), offer(), *ttl))
+        .collect();
+    let backend = &cache.inner.backend;
+    let values = cache
+        .guarded(
+            name,
+            "generations",
+            None,
+            crate::backend::Backend::get_or_create(backend, items),
+        )
+        .await?;
+    let mut deps = Vec::with_capacity(own.len());
+    for ((gen_name, ttl), raw) in own.iter().zip(values) {
+        let generation = match raw.as_deref().map(<[u8; 8]>::try_from) {
+            Some(Ok(bytes)) => u64::from_le_bytes(bytes),
+            _ => {
+                cache.count(Event::DecodeError, name);
+                tracing::warn!(generation = %gen_name, name, "cache: a generation counter holds foreign bytes; replacing it");
+                let fresh = rand::random::<u64>();
+                let set = crate::backend::Backend::set(
+                    backend,
+                    layout.generation(gen_name),
+                    Bytes::copy_from_slice(&fresh.to_le_bytes()),
+                    *ttl,
+                );
+                cache.guarded(name, "generations", None, set).await?;
+                fresh
+            }
+        };
+        deps.push((gen_name.clone(), generation));
+    }
+    Ok(deps)
+}

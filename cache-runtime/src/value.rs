@@ -1,0 +1,95 @@
+//! Codec values in envelopes: how `#[cached_query]` results and `Cache::set` values are
+//! read and written by the fill protocol.
+
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{CodecKind, SelectCodec};
+use crate::envelope::{Header, Kind, Opened};
+use crate::fill::Filler;
+
+/// Appends the encoding of a value to a payload.
+type Encode<T> = fn(CodecKind, &T, &mut Vec<u8>) -> crate::Result<()>;
+
+/// How a query's values are read and written: the codec's payload in an envelope of kind
+/// [`Kind::Value`]; only values `cacheable` picks out are stored.
+pub(crate) struct Values<O, T, C> {
+    codec: CodecKind,
+    cacheable: fn(&O) -> Option<&T>,
+    wrap: fn(T) -> O,
+    /// `None` for a reader, which never stores.
+    encode: Option<Encode<T>>,
+    _codec: PhantomData<fn() -> C>,
+}
+
+impl<O, T: DeserializeOwned, C: SelectCodec> Values<O, T, C> {
+    /// Values encoded with `C` (or, for [`crate::codec::CacheDefault`], the cache's
+    /// `codec`); `cacheable` picks out what is stored, `wrap` makes a call's answer of it.
+    pub(crate) fn new(codec: CodecKind, cacheable: fn(&O) -> Option<&T>, wrap: fn(T) -> O) -> Self
+    where
+        T: Serialize,
+    {
+        Values {
+            codec,
+            cacheable,
+            wrap,
+            encode: Some(C::encode_with::<T>),
+            _codec: PhantomData,
+        }
+    }
+}
+
+impl<T: DeserializeOwned, C: SelectCodec> Values<T, T, C> {
+    /// Values that are only read (`Cache::get`).
+    pub(crate) fn reader(codec: CodecKind) -> Self {
+        Values {
+            codec,
+            cacheable: |v| Some(v),
+            wrap: |v| v,
+            encode: None,
+            _codec: PhantomData,
+        }
+    }
+}
+
+impl<O, T, C> Filler for Values<O, T, C>
+where
+    T: DeserializeOwned,
+    C: SelectCodec,
+{
+    type Out = O;
+    type Answer = O;
+
+    fn stamp(&self, header: &mut Header) {
+        header.kind = Kind::Value;
+        header.codec = C::codec_id(self.codec);
+    }
+
+    fn answer(&self, value: &Opened) -> Option<O> {
+        if value.header.kind != Kind::Value || value.header.codec != C::codec_id(self.codec) {
+            return None;
+        }
+        C::decode_with(self.codec, &value.payload)
+            .ok()
+            .map(self.wrap)
+    }
+
+    fn finish(&self, out: O, _header: &Header, payload: &mut Vec<u8>) -> (O, bool) {
+        let (Some(value), Some(encode)) = ((self.cacheable)(&out), self.encode) else {
+            return (out, false);
+        };
+        match encode(self.codec, value, payload) {
+            Ok(()) => (out, true),
+            Err(e) => {
+                tracing::warn!(error = %e, "cache: value not encodable; not stored");
+                (out, false)
+            }
+        }
+    }
+
+    fn pass(&self, out: O) -> O {
+        out
+    }
+}
