@@ -61,7 +61,6 @@ pub use stats::Stats;
 /// notice.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::codec::SelectCodec;
     pub use crate::query::{
         Cacheable, Key, QuerySpec, cached_result, cached_value, invalidate_entry, invalidate_query,
     };

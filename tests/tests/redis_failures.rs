@@ -143,14 +143,13 @@ async fn password_and_acl_user_urls_authenticate() {
             "on",
             ">apppw",
             "~app:*",
+            "+mget",
             "+get",
             "+set",
-            "+mget",
+            "+multi",
+            "+exec",
             "+unlink",
-            "+evalsha",
-            "+eval",
-            "+script|load",
-            "+getrange",
+            "+scan",
             "+ping",
         ])
         .query_async(&mut admin)
