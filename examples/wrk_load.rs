@@ -1,0 +1,486 @@
+//! External load against the release binary: `wrk` drives the real `active_users` server
+//! (its own process, as deployed) and, in the same run, a ceiling: a plain axum server that
+//! answers the same bytes from memory (`examples/ceiling.rs`). Reports req/s, p50 and p99,
+//! and each target's ratio to the ceiling.
+//!
+//! ```text
+//! apt-get install -y wrk       # Debian's wrk 4.1
+//! cargo run --release -p cache-examples --example wrk_load -- [seconds per run, default 5]
+//! ```
+//! The harness builds what it starts itself, with the profile it was built with:
+//! `cargo build --release -p cache-examples --bin active_users` (as a user builds the app:
+//! default features, so no lz4) and `cargo build --release -p cache-examples --example
+//! ceiling`.
+//!
+//! Targets, each `wrk -t2 -c32 -d{seconds}s --latency` with the same browser headers:
+//! 1. the ceiling, serving `/users/page`'s body and content type from memory;
+//! 2. `/users/page` (`#[cached_view]`) with `CACHE_URL=memory://`;
+//! 3. `/users/page` with `CACHE_URL` on a private `redis-server` started for the run
+//!    (or `CACHE_TEST_REDIS_URL`);
+//! 4. `/users` (uncached: SQLite + template on every request), on the memory app.
+//!
+//! After a 1 s warm-up of each, the four run twice in alternating order (1 2 3 4 1 2 3 4),
+//! so drift of the machine hits every target alike; the table shows both rounds and the mean.
+//! wrk, the servers and Redis share this machine's cores: the ratios within one run are the
+//! point, not the absolute numbers.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail, ensure};
+
+const WRK_THREADS: u32 = 2;
+const WRK_CONNECTIONS: u32 = 32;
+const ROUNDS: usize = 2;
+const WARM_UP_SECONDS: u64 = 1;
+
+/// What a current desktop Firefox sends for a page load (no cookies), the same for every
+/// target and for the harness's own fetches.
+const BROWSER_HEADERS: [(&str, &str); 5] = [
+    (
+        "User-Agent",
+        "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0",
+    ),
+    (
+        "Accept",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    ),
+    ("Accept-Encoding", "gzip, deflate, br, zstd"),
+    ("Accept-Language", "en-US,en;q=0.5"),
+    ("Upgrade-Insecure-Requests", "1"),
+];
+
+/// A server process of this run, killed on drop.
+struct Server {
+    name: &'static str,
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    /// Spawns `command` and waits for its `... listening on http://ADDR` line. Later output
+    /// is drained; warnings and errors are forwarded to stderr.
+    fn start(name: &'static str, mut command: Command) -> anyhow::Result<Server> {
+        let mut child = command
+            .env("PORT", "0")
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {name}: {command:?}"))?;
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let _ = tx.send(rest.split_whitespace().next().unwrap_or("").to_owned());
+                } else if line.contains("WARN") || line.contains("ERROR") {
+                    eprintln!("[{name}] {line}");
+                }
+            }
+        });
+        let mut server = Server {
+            name,
+            child,
+            base: String::new(),
+        };
+        server.base = rx
+            .recv_timeout(Duration::from_secs(60))
+            .with_context(|| format!("{name} did not say where it listens"))?;
+        Ok(server)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One wrk run, parsed from its `--latency` report.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct WrkRun {
+    requests: u64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+fn wrk_args(seconds: u64) -> Vec<String> {
+    let mut args = vec![
+        format!("-t{WRK_THREADS}"),
+        format!("-c{WRK_CONNECTIONS}"),
+        format!("-d{seconds}s"),
+        "--latency".to_owned(),
+    ];
+    for (name, value) in BROWSER_HEADERS {
+        args.push("-H".to_owned());
+        args.push(format!("{name}: {value}"));
+    }
+    args
+}
+
+fn wrk(url: &str, seconds: u64) -> anyhow::Result<WrkRun> {
+    let output = Command::new("wrk")
+        .args(wrk_args(seconds))
+        .arg(url)
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    ensure!(
+        output.status.success(),
+        "wrk {url} failed ({}):\n{text}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    parse_wrk(&text).with_context(|| format!("reading wrk's report for {url}:\n{text}"))
+}
+
+/// Reads requests, Requests/sec and the 50% and 99% latencies from wrk's `--latency`
+/// report. Non-2xx/3xx responses or socket errors are an error: a run that failed requests
+/// measured something else.
+fn parse_wrk(text: &str) -> anyhow::Result<WrkRun> {
+    let (mut requests, mut rps, mut p50, mut p99) = (None, None, None, None);
+    for line in text.lines().map(str::trim) {
+        let mut words = line.split_whitespace();
+        match (words.next(), words.next()) {
+            (Some("50%"), Some(v)) => p50 = Some(latency_ms(v)?),
+            (Some("99%"), Some(v)) => p99 = Some(latency_ms(v)?),
+            (Some("Requests/sec:"), Some(v)) => rps = Some(v.parse::<f64>()?),
+            (Some(n), Some("requests")) => requests = Some(n.parse::<u64>()?),
+            (Some("Non-2xx"), _) => bail!("failed requests: {line}"),
+            (Some("Socket"), Some("errors:")) => bail!("{line}"),
+            _ => {}
+        }
+    }
+    Ok(WrkRun {
+        requests: requests.context("no request count")?,
+        rps: rps.context("no Requests/sec")?,
+        p50_ms: p50.context("no 50% latency (was --latency given?)")?,
+        p99_ms: p99.context("no 99% latency")?,
+    })
+}
+
+/// wrk's latency figures: `812.00us`, `1.25ms`, `2.00s`, `1.50m`.
+fn latency_ms(value: &str) -> anyhow::Result<f64> {
+    let split = value
+        .find(|c: char| c.is_ascii_alphabetic())
+        .with_context(|| format!("no unit in {value:?}"))?;
+    let (number, unit) = value.split_at(split);
+    let number: f64 = number.parse()?;
+    Ok(match unit {
+        "us" => number / 1e3,
+        "ms" => number,
+        "s" => number * 1e3,
+        "m" => number * 60e3,
+        "h" => number * 3600e3,
+        _ => bail!("unknown unit in {value:?}"),
+    })
+}
+
+/// Builds the app and the ceiling with this harness's own profile and target directory,
+/// and returns their paths. Two invocations on purpose: building an example turns on the
+/// crate's dev-dependencies, and with them cache-runtime features (lz4, through
+/// cache-tests) that the app as users build it does not have.
+fn build() -> anyhow::Result<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe()?;
+    let examples_dir = exe.parent().context("the harness's directory")?;
+    let profile_dir = examples_dir.parent().context("the profile directory")?;
+    let target_dir = profile_dir.parent().context("the target directory")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
+    for target in [["--bin", "active_users"], ["--example", "ceiling"]] {
+        let mut command = Command::new(&cargo);
+        command
+            .args(["build", "--quiet", "--manifest-path", manifest])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .args(target);
+        if !cfg!(debug_assertions) {
+            command.arg("--release");
+        }
+        let status = command.status().context("running cargo build")?;
+        ensure!(status.success(), "{command:?} failed: {status}");
+    }
+    Ok((
+        profile_dir.join("active_users"),
+        examples_dir.join("ceiling"),
+    ))
+}
+
+fn app(binary: &Path, name: &'static str, cache_url: &str, db: &Path) -> anyhow::Result<Server> {
+    let mut command = Command::new(binary);
+    command
+        .env("CACHE_URL", cache_url)
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()));
+    Server::start(name, command)
+}
+
+/// `GET url` with the browser headers: (content type, body).
+async fn fetch(client: &reqwest::Client, url: &str) -> anyhow::Result<(String, Vec<u8>)> {
+    let mut request = client.get(url);
+    for (name, value) in BROWSER_HEADERS {
+        request = request.header(name, value);
+    }
+    let response = request.send().await?;
+    ensure!(response.status() == 200, "GET {url}: {}", response.status());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .context("no content type")?
+        .to_str()?
+        .to_owned();
+    Ok((content_type, response.bytes().await?.to_vec()))
+}
+
+async fn stats(client: &reqwest::Client, server: &Server) -> anyhow::Result<serde_json::Value> {
+    Ok(client
+        .get(server.url("/stats"))
+        .send()
+        .await?
+        .json()
+        .await?)
+}
+
+struct Target<'a> {
+    name: &'static str,
+    server: &'a Server,
+    path: &'static str,
+}
+
+fn main() -> anyhow::Result<()> {
+    let seconds: u64 = match std::env::args().nth(1) {
+        Some(s) => s.parse().context("usage: wrk_load [seconds per run]")?,
+        None => 5,
+    };
+    if Command::new("wrk").arg("--version").output().is_err() {
+        eprintln!("apt-get install -y wrk");
+        std::process::exit(1);
+    }
+    let (app_binary, ceiling_binary) = build()?;
+    let redis = std::env::var(cache_tests::REDIS_URL_ENV)
+        .is_err()
+        .then(cache_tests::RedisServer::start);
+    let redis_url = redis
+        .as_ref()
+        .map(|r| r.url())
+        .unwrap_or_else(cache_tests::redis_server_url);
+    let dir = std::env::temp_dir().join(format!("wrk_load-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let result = run(seconds, &app_binary, &ceiling_binary, &redis_url, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn run(
+    seconds: u64,
+    app_binary: &Path,
+    ceiling_binary: &Path,
+    redis_url: &str,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let memory_app = app(
+        app_binary,
+        "memory app",
+        "memory://",
+        &dir.join("memory.db"),
+    )?;
+    let redis_app = app(app_binary, "redis app", redis_url, &dir.join("redis.db"))?;
+
+    // The page as a browser gets it; the first GET on each app fills its cache.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::new();
+    let (content_type, page) = rt.block_on(fetch(&client, &memory_app.url("/users/page")))?;
+    let from_redis = rt.block_on(fetch(&client, &redis_app.url("/users/page")))?;
+    ensure!(
+        from_redis == (content_type.clone(), page.clone()),
+        "the apps on memory and Redis serve different pages"
+    );
+    let body_file = dir.join("page.html");
+    std::fs::write(&body_file, &page)?;
+    let mut command = Command::new(ceiling_binary);
+    command.arg(&body_file).arg(&content_type);
+    let ceiling = Server::start("ceiling", command)?;
+    ensure!(
+        rt.block_on(fetch(&client, &ceiling.url("/users/page")))?
+            == (content_type.clone(), page.clone()),
+        "the ceiling serves other bytes than the app"
+    );
+
+    let targets = [
+        Target {
+            name: "ceiling (axum, bytes from memory)",
+            server: &ceiling,
+            path: "/users/page",
+        },
+        Target {
+            name: "`/users/page` `#[cached_view]`, memory://",
+            server: &memory_app,
+            path: "/users/page",
+        },
+        Target {
+            name: "`/users/page` `#[cached_view]`, Redis",
+            server: &redis_app,
+            path: "/users/page",
+        },
+        Target {
+            name: "`/users` uncached",
+            server: &memory_app,
+            path: "/users",
+        },
+    ];
+
+    println!(
+        "# wrk_load: {} bytes of `{content_type}`, {seconds} s per run, {ROUNDS} rounds\n",
+        page.len()
+    );
+    println!("```sh\ncargo run --release -p cache-examples --example wrk_load -- {seconds}");
+    let quoted: Vec<String> = wrk_args(seconds)
+        .into_iter()
+        .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
+        .collect();
+    println!("# each run: wrk {} URL\n```\n", quoted.join(" "));
+
+    let before = (
+        rt.block_on(stats(&client, &memory_app))?,
+        rt.block_on(stats(&client, &redis_app))?,
+    );
+    for target in &targets {
+        wrk(&target.server.url(target.path), WARM_UP_SECONDS)?;
+    }
+    // runs[target][round]
+    let mut runs = vec![Vec::new(); targets.len()];
+    println!("| round | target | requests | req/s | p50 ms | p99 ms | vs ceiling |");
+    println!("|---:|---|---:|---:|---:|---:|---:|");
+    for round in 0..ROUNDS {
+        for (i, target) in targets.iter().enumerate() {
+            let run = wrk(&target.server.url(target.path), seconds)?;
+            let ceiling_rps: f64 = runs[0].get(round).map_or(run.rps, |c: &WrkRun| c.rps);
+            println!(
+                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.3} |",
+                round + 1,
+                target.name,
+                run.requests,
+                run.rps,
+                run.p50_ms,
+                run.p99_ms,
+                run.rps / ceiling_rps
+            );
+            runs[i].push(run);
+        }
+    }
+    let after = (
+        rt.block_on(stats(&client, &memory_app))?,
+        rt.block_on(stats(&client, &redis_app))?,
+    );
+
+    let mean = |runs: &[WrkRun], f: fn(&WrkRun) -> f64| {
+        runs.iter().map(f).sum::<f64>() / runs.len() as f64
+    };
+    let ceiling_rps = mean(&runs[0], |r| r.rps);
+    println!("\nMean of the {ROUNDS} rounds:\n");
+    println!("| target | req/s (rounds) | req/s | p50 ms | p99 ms | vs ceiling |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (target, runs) in targets.iter().zip(&runs) {
+        let rounds: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
+        let rps = mean(runs, |r| r.rps);
+        println!(
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.3} |",
+            target.name,
+            rounds.join(" / "),
+            rps,
+            mean(runs, |r| r.p50_ms),
+            mean(runs, |r| r.p99_ms),
+            rps / ceiling_rps
+        );
+    }
+
+    // Every timed page request must have been a hit: no fill, no miss while wrk ran.
+    for (name, (before, after)) in [
+        (memory_app.name, (&before.0, &after.0)),
+        (redis_app.name, (&before.1, &after.1)),
+    ] {
+        let delta =
+            |field: &str| after[field].as_u64().unwrap_or(0) - before[field].as_u64().unwrap_or(0);
+        println!(
+            "\n{name} during the runs: {} hits, {} misses, {} fills, {} backend errors",
+            delta("hits"),
+            delta("misses"),
+            delta("fills"),
+            delta("backend_errors")
+        );
+        ensure!(
+            delta("misses") == 0 && delta("fills") == 0,
+            "{name}: the timed page requests were not all hits"
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A report of Debian's wrk 4.1.0.
+    const REPORT: &str = "\
+Running 5s test @ http://127.0.0.1:41234/users/page
+  2 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     1.20ms    1.02ms  31.74ms   92.10%
+    Req/Sec    14.36k     1.71k   17.52k    70.00%
+  Latency Distribution
+     50%  812.00us
+     75%    1.51ms
+     90%    2.04ms
+     99%    5.27ms
+  142907 requests in 5.00s, 5.73GB read
+Requests/sec:  28581.40
+Transfer/sec:      1.15GB
+";
+
+    #[test]
+    fn reads_wrk_reports() {
+        assert_eq!(
+            parse_wrk(REPORT).unwrap(),
+            WrkRun {
+                requests: 142907,
+                rps: 28581.40,
+                p50_ms: 0.812,
+                p99_ms: 5.27,
+            }
+        );
+    }
+
+    #[test]
+    fn failed_requests_are_an_error() {
+        let report = REPORT.replace(
+            "Requests/sec:",
+            "  Non-2xx or 3xx responses: 3\nRequests/sec:",
+        );
+        assert!(parse_wrk(&report).is_err());
+        let report = REPORT.replace(
+            "Requests/sec:",
+            "  Socket errors: connect 0, read 2, write 0, timeout 0\nRequests/sec:",
+        );
+        assert!(parse_wrk(&report).is_err());
+    }
+
+    #[test]
+    fn reads_every_latency_unit() {
+        assert_eq!(latency_ms("812.00us").unwrap(), 0.812);
+        assert_eq!(latency_ms("2.00s").unwrap(), 2000.0);
+        assert_eq!(latency_ms("1.50m").unwrap(), 90000.0);
+        assert!(latency_ms("12").is_err());
+    }
+}
