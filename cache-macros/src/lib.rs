@@ -9,9 +9,11 @@
 
 use proc_macro::TokenStream;
 
-mod args;
+mod attr;
+mod check;
 mod item;
 mod query;
+mod template;
 mod view;
 
 /// Caches the return value of an `async fn` (a database query, a remote call) in the

@@ -7,7 +7,8 @@ use syn::ext::IdentExt as _;
 use syn::parse::{Parse as _, Parser as _};
 use syn::{GenericArgument, ItemFn, LitStr, PathArguments, Type};
 
-use crate::args::{self, Codec, CompanionParam, Mode, Query, QueryArgs};
+use crate::attr::{Codec, QueryArgs};
+use crate::check::{self, CompanionParam, Mode, Query};
 
 /// serde implements `Serialize` for tuples of up to 16 elements; longer key argument lists
 /// are nested in tuples of at most this many.
@@ -20,8 +21,7 @@ pub(crate) fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream 
         Ok(func) => func,
         Err(error) => return crate::item::with_error(item, error),
     };
-    let args = QueryArgs::parse.parse2(args);
-    match args::check(args, &func.sig) {
+    match check::query(QueryArgs::parse.parse2(args), &func.sig) {
         Ok(query) => expand(&query, &func),
         Err(error) => crate::item::with_error(item, error),
     }

@@ -1,200 +1,13 @@
-//! `#[cached_view]`: parse its arguments and expand an axum handler into a call of
+//! Expansion of `#[cached_view]`: an axum handler becomes a call of
 //! `cache_runtime::__private::cached_view` with a hidden request extractor in front.
 
 use proc_macro2::{Span, TokenStream};
 use quote::{ToTokens, format_ident, quote};
 use syn::ext::IdentExt as _;
-use syn::parse::{Parse, ParseStream};
-use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, ItemFn, Lit, LitInt, LitStr, Path, Token, bracketed};
+use syn::parse::{Parse as _, Parser as _};
+use syn::{ItemFn, LitStr};
 
-const VALID: &str = "`ttl`, `version`, `vary`, `statuses`, `tags`, `cache`";
-
-/// The arguments of `#[cached_view(...)]`.
-#[derive(Default)]
-pub(crate) struct ViewArgs {
-    ttl: Option<u64>,
-    version: Option<u64>,
-    vary: Vec<LitStr>,
-    statuses: Vec<u16>,
-    tags: Vec<LitStr>,
-    cache: Option<Path>,
-}
-
-fn combine(errors: &mut Option<syn::Error>, e: syn::Error) {
-    match errors {
-        Some(all) => all.combine(e),
-        None => *errors = Some(e),
-    }
-}
-
-fn positive_int(lit: &LitInt, what: &str) -> syn::Result<u64> {
-    match lit.base10_parse::<u64>() {
-        Ok(0) | Err(_) => Err(syn::Error::new_spanned(
-            lit,
-            format!("`{what}` must be a positive whole number of seconds, like `{what} = 900`"),
-        )),
-        Ok(v) => Ok(v),
-    }
-}
-
-/// RFC 9110 `token` characters: what a header name may contain.
-fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-impl Parse for ViewArgs {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let mut args = ViewArgs::default();
-        let mut errors = None;
-        let mut seen: Vec<String> = Vec::new();
-        while !input.is_empty() {
-            let name: syn::Ident = input.parse()?;
-            let key = name.to_string();
-            if seen.contains(&key) {
-                combine(
-                    &mut errors,
-                    syn::Error::new_spanned(&name, format!("duplicate argument `{key}`")),
-                );
-            }
-            seen.push(key.clone());
-            input.parse::<Token![=]>()?;
-            match key.as_str() {
-                "ttl" | "version" => {
-                    let expr: Expr = input.parse()?;
-                    let parsed = match &expr {
-                        Expr::Lit(ExprLit {
-                            lit: Lit::Int(lit), ..
-                        }) => positive_int(lit, &key),
-                        _ => Err(syn::Error::new_spanned(
-                            &expr,
-                            format!(
-                                "`{key}` must be a positive integer literal, like `{key} = 900`"
-                            ),
-                        )),
-                    };
-                    match parsed {
-                        Ok(v) if key == "ttl" => args.ttl = Some(v),
-                        Ok(v) => args.version = Some(v),
-                        Err(e) => combine(&mut errors, e),
-                    }
-                }
-                "vary" => {
-                    let content;
-                    let bracket = bracketed!(content in input);
-                    let items = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
-                    for item in items {
-                        match item {
-                            Expr::Lit(ExprLit {
-                                lit: Lit::Str(s), ..
-                            }) if is_header_name(&s.value()) => args.vary.push(s),
-                            Expr::Lit(ExprLit {
-                                lit: Lit::Str(s), ..
-                            }) => combine(
-                                &mut errors,
-                                syn::Error::new_spanned(
-                                    &s,
-                                    format!("`{}` is not a valid HTTP header name", s.value()),
-                                ),
-                            ),
-                            other => combine(
-                                &mut errors,
-                                syn::Error::new_spanned(
-                                    other,
-                                    "`vary` takes header names as string literals, like `vary = [\"Accept-Language\"]`",
-                                ),
-                            ),
-                        }
-                    }
-                    let _ = bracket;
-                }
-                "statuses" => {
-                    let content;
-                    bracketed!(content in input);
-                    for lit in Punctuated::<LitInt, Token![,]>::parse_terminated(&content)? {
-                        match lit.base10_parse::<u16>() {
-                            Ok(code) if (100..=599).contains(&code) => args.statuses.push(code),
-                            _ => combine(
-                                &mut errors,
-                                syn::Error::new_spanned(
-                                    &lit,
-                                    "an HTTP status is a number from 100 to 599",
-                                ),
-                            ),
-                        }
-                    }
-                }
-                "tags" => {
-                    if !input.peek(syn::token::Bracket) {
-                        return Err(input.error(
-                            "`tags` takes a list of string literals, like `tags = [\"users\"]`",
-                        ));
-                    }
-                    let content;
-                    bracketed!(content in input);
-                    for item in Punctuated::<Expr, Token![,]>::parse_terminated(&content)? {
-                        match view_tag(item) {
-                            Ok(tag) => args.tags.push(tag),
-                            Err(e) => combine(&mut errors, e),
-                        }
-                    }
-                }
-                "cache" => args.cache = Some(input.parse()?),
-                _ => {
-                    combine(
-                        &mut errors,
-                        syn::Error::new_spanned(
-                            &name,
-                            format!("unknown argument `{key}`; valid arguments are {VALID}"),
-                        ),
-                    );
-                    let _: Expr = input.parse()?;
-                }
-            }
-            if input.is_empty() {
-                break;
-            }
-            input.parse::<Token![,]>()?;
-        }
-        match errors {
-            Some(e) => Err(e),
-            None => Ok(args),
-        }
-    }
-}
-
-/// One literal of `tags = [...]`: a view's tags name no parameters (pages follow the tags of the
-/// queries they call; a view tag is for the page as a whole).
-fn view_tag(item: Expr) -> syn::Result<LitStr> {
-    let Expr::Lit(ExprLit {
-        lit: Lit::Str(tag), ..
-    }) = item
-    else {
-        return Err(syn::Error::new_spanned(
-            item,
-            "`tags` takes string literals, like `tags = [\"users\"]`",
-        ));
-    };
-    let text = tag.value();
-    if text.is_empty() {
-        return Err(syn::Error::new_spanned(
-            &tag,
-            "a tag must not be empty: remove it from `tags`",
-        ));
-    }
-    if text.contains(['{', '}']) {
-        return Err(syn::Error::new_spanned(
-            &tag,
-            "view tags cannot interpolate parameters: use a literal tag such as `\"users\"`; \
-             the tags of the `#[cached_query]` functions the page calls (`\"user:{id}\"`) \
-             already invalidate it",
-        ));
-    }
-    Ok(tag)
-}
+use crate::attr::ViewArgs;
 
 /// The entry point: on any error, the function is still emitted next to the error.
 pub(crate) fn cached_view(args: TokenStream, item: TokenStream) -> TokenStream {
@@ -202,18 +15,10 @@ pub(crate) fn cached_view(args: TokenStream, item: TokenStream) -> TokenStream {
         Ok(f) => f,
         Err(e) => return crate::item::with_error(item, e),
     };
-    let args: ViewArgs = match syn::parse2(args) {
-        Ok(a) => a,
-        Err(e) => return crate::item::with_error(item, e),
-    };
-    if func.sig.asyncness.is_none() {
-        let e = syn::Error::new_spanned(
-            func.sig.fn_token,
-            "#[cached_view] caches axum handlers, which are `async fn`: make it async",
-        );
-        return crate::item::with_error(item, e);
+    match crate::check::view(ViewArgs::parse.parse2(args), &func.sig) {
+        Ok(args) => expand(&args, &func),
+        Err(e) => crate::item::with_error(item, e),
     }
-    expand(&args, &func)
 }
 
 fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
@@ -467,7 +272,7 @@ mod tests {
                 quote!(
                     async fn f() {}
                 ),
-                "positive whole number",
+                "`ttl = 0` would expire every entry at once",
             ),
             (
                 quote!(tll = 5),
@@ -523,14 +328,14 @@ mod tests {
                 quote!(
                     async fn f() {}
                 ),
-                "`tags` takes string literals",
+                "`tags` must be a list of string literals",
             ),
             (
                 quote!(tags = "users"),
                 quote!(
                     async fn f() {}
                 ),
-                "`tags` takes a list of string literals",
+                "`tags` must be a list of string literals",
             ),
             (
                 quote!(ttl = 5, ttl = 6),
