@@ -1,7 +1,9 @@
 //! Pieces of the annotated function that both macros re-emit the same way.
 
-use proc_macro2::TokenStream;
-use syn::{AttrStyle, Attribute};
+use proc_macro2::{TokenStream, TokenTree};
+use quote::ToTokens as _;
+use syn::ext::IdentExt as _;
+use syn::{AttrStyle, Attribute, Signature};
 
 /// The function as written, followed by `error`: rust-analyzer keeps seeing the function and
 /// the user sees one clear error (tokio-macros does the same).
@@ -24,4 +26,93 @@ pub(crate) fn cfgs(attrs: &[Attribute]) -> TokenStream {
         .iter()
         .filter(|attr| matches!(attr.style, AttrStyle::Outer) && attr.path().is_ident("cfg"));
     quote::quote!(#(#cfgs)*)
+}
+
+/// Where a function's spec (`QuerySpec`, `ViewSpec`) lives, and how generated code names it.
+pub(crate) struct Spec {
+    /// The hidden `const` next to the function, when its companions share the spec.
+    pub(crate) item: TokenStream,
+    /// The `static` at the top of the function's body, when nothing else needs the spec.
+    pub(crate) local: TokenStream,
+    /// A `&'static` expression of the spec, for the runtime calls.
+    pub(crate) path: TokenStream,
+}
+
+/// The spec `value` of type `ty`, written once. With companions (`shared`) it is a hidden
+/// `const __CACHE_SPEC_{NAME}` next to the function, named `Self::...` in an `impl` (the
+/// function has a receiver or names `Self` in its signature) and by its bare name otherwise.
+/// Without companions (a method of a trait `impl`, where no extra item may go), it is a
+/// `static` in the function's body.
+///
+/// A macro cannot see whether it is in an `impl`: an associated function without `self` that
+/// does not name `Self` is taken for a free function, and rustc then asks for `Self::`.
+pub(crate) fn spec(
+    sig: &Signature,
+    attrs: &[Attribute],
+    ty: TokenStream,
+    value: TokenStream,
+    shared: bool,
+) -> Spec {
+    if !shared {
+        return Spec {
+            item: TokenStream::new(),
+            local: quote::quote!(static __CACHE_SPEC: #ty = #value;),
+            path: quote::quote!(&__CACHE_SPEC),
+        };
+    }
+    let upper = sig.ident.unraw().to_string().to_uppercase();
+    let name = quote::format_ident!("__CACHE_SPEC_{}", upper, span = sig.ident.span());
+    let cfgs = cfgs(attrs);
+    let path = if sig.receiver().is_some() || names_self(sig.to_token_stream()) {
+        quote::quote!(Self::#name)
+    } else {
+        quote::quote!(#name)
+    };
+    Spec {
+        item: quote::quote! {
+            #cfgs
+            #[doc(hidden)]
+            const #name: &#ty = &#value;
+        },
+        local: TokenStream::new(),
+        path,
+    }
+}
+
+/// Whether `Self` appears in the tokens (only possible in an `impl` or a trait).
+fn names_self(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "Self",
+        TokenTree::Group(group) => names_self(group.stream()),
+        _ => false,
+    })
+}
+
+/// `Option::Some(value)` or `Option::None`, by absolute path.
+pub(crate) fn option(value: Option<impl quote::ToTokens>) -> TokenStream {
+    match value {
+        Some(value) => quote::quote!(::core::option::Option::Some(#value)),
+        None => quote::quote!(::core::option::Option::None),
+    }
+}
+
+/// What an invalidation error means, in every companion's docs.
+pub(crate) const ERRORS_DOC: &str = " # Errors\n\n The cache's error when the invalidation \
+    did not happen (the cache is unreachable, a timeout): what it names may still be served, \
+    so retry, or report the failure instead of treating the write as done.";
+
+/// The lints every companion `name` may trip: `dead_code` (it need not be called), and
+/// `non_snake_case` when the function's own name is not snake case (the user allowed it there).
+pub(crate) fn companion_lints(name: &proc_macro2::Ident) -> Vec<TokenStream> {
+    let mut lints = vec![quote::quote!(dead_code)];
+    if !is_snake_case(&name.unraw().to_string()) {
+        lints.push(quote::quote!(non_snake_case));
+    }
+    lints
+}
+
+/// rustc's `non_snake_case` rule: no uppercase letter, no `__` inside the name.
+fn is_snake_case(name: &str) -> bool {
+    let name = name.trim_matches('_');
+    !name.chars().any(char::is_uppercase) && !name.contains("__")
 }
