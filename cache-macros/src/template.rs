@@ -240,7 +240,8 @@ mod tests {
         for bad in ["user:{id}", "a}", "{"] {
             assert!(
                 literal_tag(lit(bad))
-                    .unwrap_err()
+                    .err()
+                    .unwrap()
                     .to_string()
                     .starts_with("view tags cannot interpolate parameters"),
                 "{bad}"
@@ -248,7 +249,8 @@ mod tests {
         }
         assert!(
             literal_tag(lit(""))
-                .unwrap_err()
+                .err()
+                .unwrap()
                 .to_string()
                 .starts_with("a tag must not be empty")
         );
