@@ -55,13 +55,7 @@ struct Param<'a> {
 /// have failed: the signature is checked anyway so that every error shows at once.
 pub(crate) fn query(args: syn::Result<QueryArgs>, sig: &Signature) -> syn::Result<Query<'_>> {
     let mut errors = Errors::default();
-    let args = match args {
-        Ok(args) => Some(args),
-        Err(error) => {
-            errors.push(error);
-            None
-        }
-    };
+    let args = errors.ok(args);
 
     if sig.asyncness.is_none() {
         errors.spanned(

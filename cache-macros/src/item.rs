@@ -1,7 +1,8 @@
-//! Pieces of the annotated function that both macros re-emit the same way.
+//! What both macros emit the same way: the function re-emitted (with an error, its attributes
+//! split, its `#[cfg]`s for companions), where its spec lives, and the companions' lints.
 
-use proc_macro2::{TokenStream, TokenTree};
-use quote::ToTokens as _;
+use proc_macro2::{Ident, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote};
 use syn::ext::IdentExt as _;
 use syn::{AttrStyle, Attribute, Signature};
 
@@ -25,7 +26,7 @@ pub(crate) fn cfgs(attrs: &[Attribute]) -> TokenStream {
     let cfgs = attrs
         .iter()
         .filter(|attr| matches!(attr.style, AttrStyle::Outer) && attr.path().is_ident("cfg"));
-    quote::quote!(#(#cfgs)*)
+    quote!(#(#cfgs)*)
 }
 
 /// Where a function's spec (`QuerySpec`, `ViewSpec`) lives, and how generated code names it.
@@ -56,20 +57,20 @@ pub(crate) fn spec(
     if !shared {
         return Spec {
             item: TokenStream::new(),
-            local: quote::quote!(static __CACHE_SPEC: #ty = #value;),
-            path: quote::quote!(&__CACHE_SPEC),
+            local: quote!(static __CACHE_SPEC: #ty = #value;),
+            path: quote!(&__CACHE_SPEC),
         };
     }
     let upper = sig.ident.unraw().to_string().to_uppercase();
-    let name = quote::format_ident!("__CACHE_SPEC_{}", upper, span = sig.ident.span());
+    let name = format_ident!("__CACHE_SPEC_{}", upper, span = sig.ident.span());
     let cfgs = cfgs(attrs);
     let path = if sig.receiver().is_some() || names_self(sig.to_token_stream()) {
-        quote::quote!(Self::#name)
+        quote!(Self::#name)
     } else {
-        quote::quote!(#name)
+        quote!(#name)
     };
     Spec {
-        item: quote::quote! {
+        item: quote! {
             #cfgs
             #[doc(hidden)]
             const #name: &#ty = &#value;
@@ -89,10 +90,10 @@ fn names_self(tokens: TokenStream) -> bool {
 }
 
 /// `Option::Some(value)` or `Option::None`, by absolute path.
-pub(crate) fn option(value: Option<impl quote::ToTokens>) -> TokenStream {
+pub(crate) fn option(value: Option<impl ToTokens>) -> TokenStream {
     match value {
-        Some(value) => quote::quote!(::core::option::Option::Some(#value)),
-        None => quote::quote!(::core::option::Option::None),
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
     }
 }
 
@@ -103,10 +104,10 @@ pub(crate) const ERRORS_DOC: &str = " # Errors\n\n The cache's error when the in
 
 /// The lints every companion `name` may trip: `dead_code` (it need not be called), and
 /// `non_snake_case` when the function's own name is not snake case (the user allowed it there).
-pub(crate) fn companion_lints(name: &proc_macro2::Ident) -> Vec<TokenStream> {
-    let mut lints = vec![quote::quote!(dead_code)];
+pub(crate) fn companion_lints(name: &Ident) -> Vec<TokenStream> {
+    let mut lints = vec![quote!(dead_code)];
     if !is_snake_case(&name.unraw().to_string()) {
-        lints.push(quote::quote!(non_snake_case));
+        lints.push(quote!(non_snake_case));
     }
     lints
 }
