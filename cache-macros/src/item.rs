@@ -1,7 +1,10 @@
-//! Pieces of the annotated function that both macros re-emit the same way.
+//! What both macros emit the same way: the function re-emitted (with an error, its attributes
+//! split, its `#[cfg]`s for companions), where its spec lives, and the companions' lints.
 
-use proc_macro2::TokenStream;
-use syn::{AttrStyle, Attribute};
+use proc_macro2::{Ident, TokenStream, TokenTree};
+use quote::{ToTokens, format_ident, quote};
+use syn::ext::IdentExt as _;
+use syn::{AttrStyle, Attribute, Signature};
 
 /// The function as written, followed by `error`: rust-analyzer keeps seeing the function and
 /// the user sees one clear error (tokio-macros does the same).
@@ -23,5 +26,94 @@ pub(crate) fn cfgs(attrs: &[Attribute]) -> TokenStream {
     let cfgs = attrs
         .iter()
         .filter(|attr| matches!(attr.style, AttrStyle::Outer) && attr.path().is_ident("cfg"));
-    quote::quote!(#(#cfgs)*)
+    quote!(#(#cfgs)*)
+}
+
+/// Where a function's spec (`QuerySpec`, `ViewSpec`) lives, and how generated code names it.
+pub(crate) struct Spec {
+    /// The hidden `const` next to the function, when its companions share the spec.
+    pub(crate) item: TokenStream,
+    /// The `static` at the top of the function's body, when nothing else needs the spec.
+    pub(crate) local: TokenStream,
+    /// A `&'static` expression of the spec, for the runtime calls.
+    pub(crate) path: TokenStream,
+}
+
+/// The spec `value` of type `ty`, written once. With companions (`shared`) it is a hidden
+/// `const __CACHE_SPEC_{NAME}` next to the function, named `Self::...` in an `impl` (the
+/// function has a receiver or names `Self` in its signature) and by its bare name otherwise.
+/// Without companions (a method of a trait `impl`, where no extra item may go), it is a
+/// `static` in the function's body.
+///
+/// A macro cannot see whether it is in an `impl`: an associated function without `self` that
+/// does not name `Self` is taken for a free function, and rustc then asks for `Self::`.
+pub(crate) fn spec(
+    sig: &Signature,
+    attrs: &[Attribute],
+    ty: TokenStream,
+    value: TokenStream,
+    shared: bool,
+) -> Spec {
+    if !shared {
+        return Spec {
+            item: TokenStream::new(),
+            local: quote!(static __CACHE_SPEC: #ty = #value;),
+            path: quote!(&__CACHE_SPEC),
+        };
+    }
+    let upper = sig.ident.unraw().to_string().to_uppercase();
+    let name = format_ident!("__CACHE_SPEC_{}", upper, span = sig.ident.span());
+    let cfgs = cfgs(attrs);
+    let path = if sig.receiver().is_some() || names_self(sig.to_token_stream()) {
+        quote!(Self::#name)
+    } else {
+        quote!(#name)
+    };
+    Spec {
+        item: quote! {
+            #cfgs
+            #[doc(hidden)]
+            const #name: &#ty = &#value;
+        },
+        local: TokenStream::new(),
+        path,
+    }
+}
+
+/// Whether `Self` appears in the tokens (only possible in an `impl` or a trait).
+fn names_self(tokens: TokenStream) -> bool {
+    tokens.into_iter().any(|token| match token {
+        TokenTree::Ident(ident) => ident == "Self",
+        TokenTree::Group(group) => names_self(group.stream()),
+        _ => false,
+    })
+}
+
+/// `Option::Some(value)` or `Option::None`, by absolute path.
+pub(crate) fn option(value: Option<impl ToTokens>) -> TokenStream {
+    match value {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
+    }
+}
+
+/// What an invalidation error means, in every companion's docs.
+pub(crate) const ERRORS_DOC: &str = " # Errors\n\n The cache's error when the invalidation \
+    did not happen (the cache is unreachable, a timeout): what it names may still be served, \
+    so retry, or report the failure instead of treating the write as done.";
+
+/// The lints every companion `name` may trip: `dead_code` (it need not be called), and
+/// `non_snake_case` when the function's own name is not snake case (the user allowed it there).
+pub(crate) fn companion_lints(name: &Ident) -> Vec<TokenStream> {
+    let mut lints = vec![quote!(dead_code)];
+    if !is_snake_case(&name.unraw().to_string()) {
+        lints.push(quote!(non_snake_case));
+    }
+    lints
+}
+
+/// rustc's `non_snake_case` rule: no uppercase letter, no `__` inside the name.
+fn is_snake_case(name: &str) -> bool {
+    let name = name.trim_matches('_');
+    !name.chars().any(char::is_uppercase) && !name.contains("__")
 }

@@ -9,9 +9,11 @@
 
 use proc_macro::TokenStream;
 
-mod args;
+mod attr;
+mod check;
 mod item;
 mod query;
+mod template;
 mod view;
 
 /// Caches the return value of an `async fn` (a database query, a remote call) in the
@@ -91,6 +93,12 @@ mod view;
 /// report that `get_user_invalidate` is not a member of the trait): there, write
 /// `companions = false` and invalidate through tags (`cache.invalidate_tag(..)`).
 ///
+/// The function and its companions share one hidden `const` (below). A macro cannot see the
+/// `impl` around a function: it takes a function for a method when it has a `self` receiver or
+/// names `Self` in its signature. In an `impl`, an associated function without `self` that
+/// does not name `Self` is taken for a free function, and rustc reports that it "cannot find
+/// value `__CACHE_SPEC_...`": name `Self` in its signature (`where Self: Sized`).
+///
 /// Both return `cache_runtime::Result<()>`: unlike a read, an invalidation that did not
 /// happen is an error, because what it names may still be served; retry it, or report the
 /// failure instead of treating the write as done.
@@ -113,20 +121,25 @@ mod view;
 /// The example above expands to (every item keeps the function's `#[cfg]`s):
 ///
 /// ```text
-/// async fn get_user(db: &SqlitePool, id: i64) -> Result<User, sqlx::Error> {
-///     static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = ::cache_runtime::__private::QuerySpec {
+/// // The spec, once. In an `impl` it is an associated `const`, named through `Self::`; with
+/// // `companions = false` it is a `static` in the function's body.
+/// #[doc(hidden)]
+/// const __CACHE_SPEC_GET_USER: &::cache_runtime::__private::QuerySpec =
+///     &::cache_runtime::__private::QuerySpec {
 ///         function: ::core::concat!(::core::module_path!(), "::", "get_user"),
 ///         template: ::core::option::Option::Some(&["user:", ""]),
 ///         version: 2,
 ///         ttl: ::core::option::Option::Some(60),
-///         tags: &["users", "user:{id}"],
+///         tags: &[&["users"], &["user:", ""]],
 ///         cache: ::core::option::Option::None,
 ///     };
+///
+/// async fn get_user(db: &SqlitePool, id: i64) -> Result<User, sqlx::Error> {
 ///     // The key's arguments, then the tags' (one per placeholder, in order across the tags).
-///     let __cache_key = ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,));
+///     let __cache_key = ::cache_runtime::__private::Key::new(__CACHE_SPEC_GET_USER, &(&id,), &(&id,));
 ///     // Spanned at `User`: if it cannot be cached, the error points there.
 ///     ::cache_runtime::__private::cached_result::<_, _, ::cache_runtime::codec::CacheDefault, _>(
-///         &__CACHE_SPEC,
+///         __CACHE_SPEC_GET_USER,
 ///         __cache_key,
 ///         // The body, unchanged: `return` and `?` stay inside it.
 ///         async move {
@@ -137,22 +150,23 @@ mod view;
 /// }
 ///
 /// /// Invalidates the entry a call of `get_user` with the same arguments would use: ...
-/// #[allow(dead_code, unused_mut, unused_variables, unused_lifetimes, /* and clippy's lints
-/// /// about parameter lists and lifetimes copied from the signature */)]
+/// // Plus only the lints the copied signature trips: `unused_mut` and `unused_variables` for a
+/// // destructured parameter taken whole, the lifetime lints when lifetimes are copied,
+/// // `clippy::too_many_arguments` past 7 parameters, `clippy::future_not_send` unless every
+/// // parameter is plainly `Send`, `non_snake_case` for a name that is not.
+/// #[allow(dead_code)]
 /// async fn get_user_invalidate(id: i64) -> ::cache_runtime::Result<()> {
-///     static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = /* the same spec */;
 ///     ::cache_runtime::__private::invalidate_entry(
-///         &__CACHE_SPEC,
-///         ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,)),
+///         __CACHE_SPEC_GET_USER,
+///         ::cache_runtime::__private::Key::new(__CACHE_SPEC_GET_USER, &(&id,), &(&id,)),
 ///     )
 ///     .await
 /// }
 ///
 /// /// Invalidates every entry of `get_user`, whatever its arguments, in O(1): ...
-/// #[allow(/* the same */)]
+/// #[allow(dead_code)]
 /// async fn get_user_invalidate_all() -> ::cache_runtime::Result<()> {
-///     static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = /* the same spec */;
-///     ::cache_runtime::__private::invalidate_query(&__CACHE_SPEC).await
+///     ::cache_runtime::__private::invalidate_query(__CACHE_SPEC_GET_USER).await
 /// }
 /// ```
 ///
@@ -204,11 +218,9 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # Equivalent code without the macro
 ///
 /// ```text
-/// async fn users_page(
-///     __cache_req: ::cache_runtime::__private::ViewRequest,
-///     State(db): State<SqlitePool>,
-/// ) -> ::cache_runtime::__private::ViewResponse {
-///     static __CACHE_VIEW: ::cache_runtime::__private::ViewSpec = ::cache_runtime::__private::ViewSpec {
+/// #[doc(hidden)]
+/// const __CACHE_SPEC_USERS_PAGE: &::cache_runtime::__private::ViewSpec =
+///     &::cache_runtime::__private::ViewSpec {
 ///         function: ::core::concat!(::core::module_path!(), "::", "users_page"),
 ///         version: 1,
 ///         ttl: ::core::option::Option::Some(900),
@@ -217,21 +229,30 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 ///         tags: &["users"],
 ///         cache: ::core::option::Option::None,
 ///     };
-///     ::cache_runtime::__private::cached_view(&__CACHE_VIEW, __cache_req, async move { /* render */ }).await
+///
+/// async fn users_page(
+///     __cache_req: ::cache_runtime::__private::ViewRequest,
+///     State(db): State<SqlitePool>,
+/// ) -> ::cache_runtime::__private::ViewResponse {
+///     ::cache_runtime::__private::cached_view(__CACHE_SPEC_USERS_PAGE, __cache_req, async move {
+///         // The declared return type still types the body (an `impl Trait` one through a
+///         // function with the same bounds).
+///         let __cache_ret: Html<String> = { /* render */ };
+///         __cache_ret
+///     })
+///     .await
 /// }
 ///
 /// /// Invalidates the responses `users_page` cached for one URL: ...
 /// #[allow(dead_code)]
 /// async fn users_page_invalidate(path_and_query: &str) -> ::cache_runtime::Result<()> {
-///     static __CACHE_VIEW: ::cache_runtime::__private::ViewSpec = /* the same spec */;
-///     ::cache_runtime::__private::invalidate_view_path(&__CACHE_VIEW, path_and_query).await
+///     ::cache_runtime::__private::invalidate_view_path(__CACHE_SPEC_USERS_PAGE, path_and_query).await
 /// }
 ///
 /// /// Invalidates every response `users_page` cached, all URLs and `vary` values, in O(1): ...
 /// #[allow(dead_code)]
 /// async fn users_page_invalidate_all() -> ::cache_runtime::Result<()> {
-///     static __CACHE_VIEW: ::cache_runtime::__private::ViewSpec = /* the same spec */;
-///     ::cache_runtime::__private::invalidate_view(&__CACHE_VIEW).await
+///     ::cache_runtime::__private::invalidate_view(__CACHE_SPEC_USERS_PAGE).await
 /// }
 /// ```
 #[proc_macro_attribute]

@@ -1,13 +1,16 @@
 //! Expansion of `#[cached_query]`: the function keeps its attributes, visibility and signature;
-//! its body becomes one call of a `cache_runtime::__private` entry point.
+//! its body becomes one call of a `cache_runtime::__private` entry point, and its two
+//! companions invalidate what it cached.
 
 use proc_macro2::{Delimiter, Group, Ident, Literal, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::ext::IdentExt as _;
 use syn::parse::{Parse as _, Parser as _};
-use syn::{GenericArgument, ItemFn, LitStr, PathArguments, Type};
+use syn::{GenericArgument, ItemFn, LitStr, PathArguments, Signature, Type};
 
-use crate::args::{self, Codec, CompanionParam, Mode, Query, QueryArgs};
+use crate::attr::{Codec, QueryArgs};
+use crate::check::{self, CompanionParam, Mode, Query};
+use crate::item::{self, Spec};
 
 /// serde implements `Serialize` for tuples of up to 16 elements; longer key argument lists
 /// are nested in tuples of at most this many.
@@ -18,16 +21,15 @@ const MAX_TUPLE: usize = 12;
 pub(crate) fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
     let func = match syn::parse2::<ItemFn>(item.clone()) {
         Ok(func) => func,
-        Err(error) => return crate::item::with_error(item, error),
+        Err(error) => return item::with_error(item, error),
     };
-    let args = QueryArgs::parse.parse2(args);
-    match args::check(args, &func.sig) {
+    match check::query(QueryArgs::parse.parse2(args), &func.sig) {
         Ok(query) => expand(&query, &func),
-        Err(error) => crate::item::with_error(item, error),
+        Err(error) => item::with_error(item, error),
     }
 }
 
-/// The expansion of a checked query: the function, then its two companions.
+/// The expansion of a checked query: its spec, the function, then its two companions.
 pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
     let ItemFn {
         attrs,
@@ -36,39 +38,45 @@ pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
         sig,
         block,
     } = func;
-    let (outer_attrs, inner_attrs) = crate::item::split_attrs(attrs);
+    let (outer_attrs, inner_attrs) = item::split_attrs(attrs);
     let defaultness = &modifiers.defaultness;
 
-    let output = query.output;
-    let span = cached_type_span(output, query.mode);
-    let private = quote!(::cache_runtime::__private);
-    let spec = spec(query, &sig.ident);
+    let ty = quote!(::cache_runtime::__private::QuerySpec);
+    let spec = item::spec(
+        sig,
+        attrs,
+        ty,
+        spec(query, &sig.ident),
+        query.args.companions,
+    );
+    let Spec { item, local, path } = &spec;
+    let span = cached_type_span(query.output, query.mode);
     let codec = codec(query.args.codec.as_ref());
-
     let key = Ident::new("__cache_key", Span::mixed_site());
-    let new_key = new_key(query);
+    let new_key = new_key(query, path);
 
     // The call is spanned at the cached type (`User` in `Result<User, E>`): the runtime's bound
     // on it (`Cacheable`) fails there, in the user's signature, when it cannot be cached.
     let call = match query.mode {
         Mode::Result => quote_spanned! {span=>
-            ::cache_runtime::__private::cached_result::<_, _, #codec, _>(&__CACHE_SPEC, #key, async move #block).await
+            ::cache_runtime::__private::cached_result::<_, _, #codec, _>(#path, #key, async move #block).await
         },
         Mode::Value => quote_spanned! {span=>
-            ::cache_runtime::__private::cached_value::<_, #codec, _>(&__CACHE_SPEC, #key, async move #block).await
+            ::cache_runtime::__private::cached_value::<_, #codec, _>(#path, #key, async move #block).await
         },
     };
     let companions = if query.args.companions {
-        companions(query, func, &spec, &new_key)
+        companions(query, func, path, &new_key)
     } else {
         TokenStream::new()
     };
 
     quote! {
+        #item
         #(#outer_attrs)*
         #vis #defaultness #sig {
             #(#inner_attrs)*
-            static __CACHE_SPEC: #private::QuerySpec = #spec;
+            #local
             let #key = #new_key;
             #call
         }
@@ -76,12 +84,12 @@ pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
     }
 }
 
-/// `Key::new(&__CACHE_SPEC, &(key args), &(tag args))`, the same in the function and in its
+/// `Key::new(spec, &(key args), &(tag args))`, the same in the function and in its
 /// `_invalidate` companion.
-fn new_key(query: &Query<'_>) -> TokenStream {
+fn new_key(query: &Query<'_>, spec: &TokenStream) -> TokenStream {
     let key_args = args_tuple(&query.key_args);
     let tag_args = args_tuple(&query.tag_args);
-    quote!(::cache_runtime::__private::Key::new(&__CACHE_SPEC, #key_args, #tag_args))
+    quote!(::cache_runtime::__private::Key::new(#spec, #key_args, #tag_args))
 }
 
 /// `&(&a, &b,)`, or `&()`. Each argument is spanned at its parameter, and the tuple from the
@@ -98,23 +106,6 @@ fn args_tuple(args: &[Ident]) -> TokenStream {
     }
 }
 
-/// Lints a companion may trip that are about the user's signature, not about its use:
-/// unused companions, destructured parameters taken whole, lifetimes copied from the function.
-fn companion_allows() -> TokenStream {
-    quote! {
-        #[allow(
-            dead_code,
-            unused_mut,
-            unused_variables,
-            unused_lifetimes,
-            clippy::too_many_arguments,
-            clippy::needless_lifetimes,
-            clippy::extra_unused_lifetimes,
-            clippy::future_not_send
-        )]
-    }
-}
-
 /// `{name}_invalidate(key params)` and `{name}_invalidate_all()`, next to the function with its
 /// visibility and `#[cfg]`s. In an `impl` block they are associated functions (no receiver).
 fn companions(
@@ -127,8 +118,7 @@ fn companions(
         attrs, vis, sig, ..
     } = func;
     let private = quote!(::cache_runtime::__private);
-    let cfgs = crate::item::cfgs(attrs);
-    let allows = companion_allows();
+    let cfgs = item::cfgs(attrs);
     let name = &sig.ident;
     let unraw = name.unraw().to_string();
     let entry = format_ident!("{}_invalidate", unraw, span = name.span());
@@ -140,34 +130,112 @@ fn companions(
         CompanionParam::Named(ident, ty) => quote!(#ident: #ty),
         CompanionParam::Whole(typed) => typed.to_token_stream(),
     });
+    let entry_allows = allows(&entry_lints(query, sig, &entry));
+    let all_allows = allows(&item::companion_lints(&all));
     let entry_doc = entry_doc(query, &unraw);
     let all_doc = format!(
         " Invalidates every entry of `{unraw}`, whatever its arguments, in O(1): later calls \
-         run the body again. Generated by `#[cached_query]`.\n\n{ERRORS_DOC}"
+         run the body again. Generated by `#[cached_query]`.\n\n{}",
+        item::ERRORS_DOC
     );
 
     quote! {
         #cfgs
         #[doc = #entry_doc]
-        #allows
+        #entry_allows
         #vis async fn #entry #generics (#(#params),*) -> ::cache_runtime::Result<()> #where_clause {
-            static __CACHE_SPEC: #private::QuerySpec = #spec;
-            #private::invalidate_entry(&__CACHE_SPEC, #new_key).await
+            #private::invalidate_entry(#spec, #new_key).await
         }
         #cfgs
         #[doc = #all_doc]
-        #allows
+        #all_allows
         #vis async fn #all() -> ::cache_runtime::Result<()> {
-            static __CACHE_SPEC: #private::QuerySpec = #spec;
-            #private::invalidate_query(&__CACHE_SPEC).await
+            #private::invalidate_query(#spec).await
         }
     }
 }
 
-/// What an invalidation error means, in every companion's docs.
-pub(crate) const ERRORS_DOC: &str = " # Errors\n\n The cache's error when the invalidation \
-    did not happen (the cache is unreachable, a timeout): what it names may still be served, \
-    so retry, or report the failure instead of treating the write as done.";
+/// `#[allow(lints)]`.
+fn allows(lints: &[TokenStream]) -> TokenStream {
+    quote!(#[allow(#(#lints),*)])
+}
+
+/// The lints `{name}_invalidate` would trip through what it copies from the function's
+/// signature, each only when it applies: a destructured parameter is taken whole (its `mut`
+/// and its bindings the key does not use come along), lifetimes are copied, parameter types
+/// may not be `Send`.
+fn entry_lints(query: &Query<'_>, sig: &Signature, entry: &Ident) -> Vec<TokenStream> {
+    let mut lints = item::companion_lints(entry);
+    let mut whole = Vec::new();
+    for param in &query.companion {
+        if let CompanionParam::Whole(typed) = param {
+            check::binding_patterns(&typed.pat, &mut whole);
+        }
+    }
+    if whole.iter().any(|binding| binding.mutability.is_some()) {
+        lints.push(quote!(unused_mut));
+    }
+    let used = |ident: &Ident| query.key_args.contains(ident) || query.tag_args.contains(ident);
+    if whole
+        .iter()
+        .any(|binding| !used(&binding.ident) && !binding.ident.to_string().starts_with('_'))
+    {
+        lints.push(quote!(unused_variables));
+    }
+    if sig.generics.lifetimes().next().is_some() {
+        lints.extend([
+            quote!(unused_lifetimes),
+            quote!(clippy::needless_lifetimes),
+            quote!(clippy::extra_unused_lifetimes),
+        ]);
+    }
+    // clippy's default `too-many-arguments-threshold`.
+    if query.companion.len() > 7 {
+        lints.push(quote!(clippy::too_many_arguments));
+    }
+    let send = |param: &CompanionParam<'_>| match param {
+        CompanionParam::Named(_, ty) => plainly_send(ty),
+        CompanionParam::Whole(typed) => plainly_send(&typed.ty),
+    };
+    if !query.companion.iter().all(send) {
+        lints.push(quote!(clippy::future_not_send));
+    }
+    lints
+}
+
+/// Whether `ty` is `Send` on its face (std's plain types, references to them, and tuples,
+/// arrays, slices, `Option`s, `Vec`s and `Box`es of them), so that the companion's future is.
+fn plainly_send(ty: &Type) -> bool {
+    const PLAIN: &[&str] = &[
+        "bool", "char", "str", "String", "u8", "u16", "u32", "u64", "u128", "usize", "i8", "i16",
+        "i32", "i64", "i128", "isize", "f32", "f64",
+    ];
+    match ty {
+        Type::Reference(reference) => plainly_send(&reference.elem),
+        Type::Paren(paren) => plainly_send(&paren.elem),
+        Type::Group(group) => plainly_send(&group.elem),
+        Type::Tuple(tuple) => tuple.elems.iter().all(plainly_send),
+        Type::Array(array) => plainly_send(&array.elem),
+        Type::Slice(slice) => plainly_send(&slice.elem),
+        Type::Path(path) if path.qself.is_none() => {
+            let Some(last) = path.path.segments.last() else {
+                return false;
+            };
+            match &last.arguments {
+                PathArguments::None => PLAIN.iter().any(|plain| last.ident == plain),
+                PathArguments::AngleBracketed(args)
+                    if ["Option", "Vec", "Box"].iter().any(|c| last.ident == c) =>
+                {
+                    args.args
+                        .iter()
+                        .all(|arg| matches!(arg, GenericArgument::Type(ty) if plainly_send(ty)))
+                }
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
 
 fn entry_doc(query: &Query<'_>, name: &str) -> String {
     let list = |names: &mut dyn Iterator<Item = &Ident>| {
@@ -205,7 +273,7 @@ fn entry_doc(query: &Query<'_>, name: &str) -> String {
         ));
     }
     doc.push_str("\n\n");
-    doc.push_str(ERRORS_DOC);
+    doc.push_str(item::ERRORS_DOC);
     doc
 }
 
@@ -230,17 +298,17 @@ fn cached_type_span(output: &Type, mode: Mode) -> Span {
 fn spec(query: &Query<'_>, name: &Ident) -> TokenStream {
     let args = &query.args;
     let name = LitStr::new(&name.unraw().to_string(), name.span());
-    let template = option(args.key.as_ref().map(|key| {
+    let template = item::option(args.key.as_ref().map(|key| {
         let pieces = &key.pieces;
         quote!(&[#(#pieces),*])
     }));
     let version = Literal::u64_unsuffixed(args.version);
-    let ttl = option(args.ttl.map(Literal::u64_unsuffixed));
+    let ttl = item::option(args.ttl.map(Literal::u64_unsuffixed));
     let tags = args.tags.iter().map(|tag| {
         let pieces = &tag.pieces;
         quote!(&[#(#pieces),*])
     });
-    let cache = option(args.cache.as_ref());
+    let cache = item::option(args.cache.as_ref());
     quote! {
         ::cache_runtime::__private::QuerySpec {
             function: ::core::concat!(::core::module_path!(), "::", #name),
@@ -250,13 +318,6 @@ fn spec(query: &Query<'_>, name: &Ident) -> TokenStream {
             tags: &[#(#tags),*],
             cache: #cache,
         }
-    }
-}
-
-fn option(value: Option<impl ToTokens>) -> TokenStream {
-    match value {
-        Some(value) => quote!(::core::option::Option::Some(#value)),
-        None => quote!(::core::option::Option::None),
     }
 }
 
@@ -281,6 +342,7 @@ fn tuple(items: Vec<TokenStream>) -> Group {
         .map(|chunk| tuple(chunk.to_vec()).into_token_stream());
     tuple(chunks.collect())
 }
+
 #[cfg(test)]
 mod tests {
     use proc_macro2::TokenStream;
@@ -336,18 +398,6 @@ mod tests {
                 cache: ::core::option::Option::None,
             }
         };
-        let allows = quote! {
-            #[allow(
-                dead_code,
-                unused_mut,
-                unused_variables,
-                unused_lifetimes,
-                clippy::too_many_arguments,
-                clippy::needless_lifetimes,
-                clippy::extra_unused_lifetimes,
-                clippy::future_not_send
-            )]
-        };
         let entry_doc = " Invalidates the entry a call of `get_user` with the same arguments would \
             use: the next such call runs the body again. Generated by `#[cached_query]`.\n\n \
             Takes the parameters that form the key: `id`.\n\n # Errors\n\n The cache's error \
@@ -359,29 +409,29 @@ mod tests {
             The cache's error when the invalidation did not happen (the cache is unreachable, a \
             timeout): what it names may still be served, so retry, or report the failure \
             instead of treating the write as done.";
+        // The spec once, as a hidden `const` the function and its companions name.
         let expected = quote! {
+            #[doc(hidden)]
+            const __CACHE_SPEC_GET_USER: &::cache_runtime::__private::QuerySpec = &#spec;
             #[doc = r" docs"]
             pub async fn get_user(db: &Pool, id: i64) -> Result<User, sqlx::Error> {
-                static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = #spec;
-                let __cache_key = ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,));
+                let __cache_key = ::cache_runtime::__private::Key::new(__CACHE_SPEC_GET_USER, &(&id,), &(&id,));
                 ::cache_runtime::__private::cached_result::<_, _, ::cache_runtime::codec::CacheDefault, _>(
-                    &__CACHE_SPEC, __cache_key, async move { BODY }
+                    __CACHE_SPEC_GET_USER, __cache_key, async move { BODY }
                 ).await
             }
             #[doc = #entry_doc]
-            #allows
+            #[allow(dead_code)]
             pub async fn get_user_invalidate(id: i64) -> ::cache_runtime::Result<()> {
-                static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = #spec;
                 ::cache_runtime::__private::invalidate_entry(
-                    &__CACHE_SPEC,
-                    ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,))
+                    __CACHE_SPEC_GET_USER,
+                    ::cache_runtime::__private::Key::new(__CACHE_SPEC_GET_USER, &(&id,), &(&id,))
                 ).await
             }
             #[doc = #all_doc]
-            #allows
+            #[allow(dead_code)]
             pub async fn get_user_invalidate_all() -> ::cache_runtime::Result<()> {
-                static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = #spec;
-                ::cache_runtime::__private::invalidate_query(&__CACHE_SPEC).await
+                ::cache_runtime::__private::invalidate_query(__CACHE_SPEC_GET_USER).await
             }
         };
         assert_eq!(expand_ok(args, item), norm(expected));
@@ -427,19 +477,33 @@ mod tests {
             "{out}"
         );
         assert_eq!(out.matches("#[doc=").count(), 2, "{out}");
-        let key = norm(quote!(Key::new(&__CACHE_SPEC, &(&a, &b,), &())));
+        let key = norm(quote!(Key::new(__CACHE_SPEC_F, &(&a, &b,), &())));
         assert_eq!(out.matches(&key).count(), 2, "{out}");
-        assert!(out.contains(&norm("invalidate_entry(&__CACHE_SPEC,")));
-        assert!(out.contains(&norm(quote!(invalidate_query(&__CACHE_SPEC).await))));
-        // The spec is emitted in each of the three bodies, identical.
-        assert_eq!(out.matches(&norm(quote!(static __CACHE_SPEC))).count(), 3);
-        assert_eq!(
-            out.matches(&norm(quote!(
-                function: ::core::concat!(::core::module_path!(), "::", "f"),
-                template: ::core::option::Option::None,
-            )))
-            .count(),
-            3,
+        assert!(out.contains(&norm("invalidate_entry(__CACHE_SPEC_F,")));
+        assert!(out.contains(&norm(quote!(invalidate_query(__CACHE_SPEC_F).await))));
+        // The spec is emitted once, before the function, and named by all three.
+        assert!(
+            out.starts_with(&norm(
+                "#[doc(hidden)] const __CACHE_SPEC_F: &::cache_runtime::__private::QuerySpec = \
+                 &::cache_runtime::__private::QuerySpec { \
+                 function: ::core::concat!(::core::module_path!(), \"::\", \"f\"), \
+                 template: ::core::option::Option::None,"
+            )),
+            "{out}"
+        );
+        assert_eq!(out.matches("QuerySpec{").count(), 1, "{out}");
+        assert_eq!(out.matches("__CACHE_SPEC_F").count(), 6, "{out}");
+        // `impl Serialize` may not be `Send`; nothing else applies.
+        assert!(
+            out.contains(&norm(
+                quote!(#[allow(dead_code, clippy::future_not_send)] pub(crate) async fn f_invalidate)
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&norm(
+                quote!(#[allow(dead_code)] pub(crate) async fn f_invalidate_all)
+            )),
             "{out}"
         );
     }
@@ -467,7 +531,20 @@ mod tests {
             )),
             "{out}"
         );
-        assert!(out.contains(&norm(quote!(Key::new(&__CACHE_SPEC, &(&b, &a, &b,), &())))));
+        assert!(out.contains(&norm(quote!(Key::new(__CACHE_SPEC_F, &(&b, &a, &b,), &())))));
+        // Copied lifetimes may be unused or elidable there.
+        assert!(
+            out.contains(&norm(quote!(
+                #[allow(
+                    dead_code,
+                    unused_lifetimes,
+                    clippy::needless_lifetimes,
+                    clippy::extra_unused_lifetimes
+                )]
+                async fn f_invalidate
+            ))),
+            "{out}"
+        );
     }
 
     #[test]
@@ -488,6 +565,133 @@ mod tests {
             out.contains(&norm("pub async fn greeting_invalidate_all()")),
             "{out}"
         );
+        // In an `impl`, the spec is an associated `const`, named through `Self`.
+        assert!(out.starts_with(&norm(quote!(#[doc(hidden)] const __CACHE_SPEC_GREETING: ))));
+        assert!(
+            out.contains(&norm(quote!(
+                invalidate_query(Self::__CACHE_SPEC_GREETING).await
+            ))),
+            "{out}"
+        );
+        assert_eq!(
+            out.matches("Self::__CACHE_SPEC_GREETING").count(),
+            5,
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn an_associated_function_naming_self_is_in_an_impl() {
+        let out = expand_ok(
+            quote!(),
+            quote!(
+                async fn find(id: u32) -> Option<Self> {
+                    None
+                }
+            ),
+        );
+        assert_eq!(out.matches("Self::__CACHE_SPEC_FIND").count(), 5, "{out}");
+        // Without `self` or `Self`, it is taken for a free function.
+        let out = expand_ok(
+            quote!(),
+            quote!(
+                async fn find(id: u32) -> Option<u32> {
+                    None
+                }
+            ),
+        );
+        assert!(!out.contains("Self"), "{out}");
+    }
+
+    #[test]
+    fn without_companions_the_spec_is_a_static_in_the_body() {
+        let out = expand_ok(
+            quote!(companions = false),
+            quote!(
+                async fn name(&self, id: u32) -> String {
+                    todo!()
+                }
+            ),
+        );
+        assert!(
+            out.starts_with(&norm(
+                "async fn name(&self, id: u32) -> String { \
+                 static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec ="
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&norm(quote!(Key::new(&__CACHE_SPEC, &(&id,), &())))),
+            "{out}"
+        );
+        assert!(!out.contains("invalidate"), "{out}");
+    }
+
+    #[test]
+    fn companion_lints_follow_the_signature() {
+        let lints = |item: TokenStream| {
+            let out = expand_ok(quote!(), item);
+            let start = out.find("#[allow(").unwrap();
+            let end = start + out[start..].find(")]").unwrap();
+            out[start + "#[allow(".len()..end].to_owned()
+        };
+        assert_eq!(
+            lints(quote!(
+                async fn f(id: u32, name: &str, tags: Vec<String>) -> u32 {
+                    1
+                }
+            )),
+            "dead_code"
+        );
+        assert_eq!(
+            lints(quote!(
+                async fn f(id: UserId) -> u32 {
+                    1
+                }
+            )),
+            "dead_code,clippy::future_not_send"
+        );
+        assert_eq!(
+            lints(quote!(
+                async fn getUser(id: u32) -> u32 {
+                    1
+                }
+            )),
+            "dead_code,non_snake_case"
+        );
+        // A destructured parameter is taken whole: `mut b` stays mutable, and a binding the
+        // key does not use is unused (unless it starts with `_`).
+        let out = expand_ok(
+            quote!(key = "{a}:{b}"),
+            quote!(
+                async fn f((a, mut b, _c): (u8, u8, u8)) -> u32 {
+                    1
+                }
+            ),
+        );
+        assert!(
+            out.contains("#[allow(dead_code,unused_mut)]asyncfnf_invalidate("),
+            "{out}"
+        );
+        let out = expand_ok(
+            quote!(key = "{a}"),
+            quote!(
+                async fn f((a, c, _d): (u8, u8, u8)) -> u32 {
+                    1
+                }
+            ),
+        );
+        assert!(
+            out.contains("#[allow(dead_code,unused_variables)]asyncfnf_invalidate("),
+            "{out}"
+        );
+        let eight: Vec<Ident> = (0..8)
+            .map(|i| Ident::new(&format!("a{i}"), Span::call_site()))
+            .collect();
+        assert_eq!(
+            lints(quote!(async fn f(#(#eight: u8),*) -> u32 { 1 })),
+            "dead_code,clippy::too_many_arguments"
+        );
     }
 
     #[test]
@@ -505,7 +709,7 @@ mod tests {
             ),
         );
         let key = norm(quote!(Key::new(
-            &__CACHE_SPEC,
+            __CACHE_SPEC_USER,
             &(&id,),
             &(&tenant, &id, &tenant,)
         )));
@@ -578,9 +782,10 @@ mod tests {
             out.contains(&norm("async fn type_invalidate_all()")),
             "{out}"
         );
+        // On the spec, the function and both companions.
         assert_eq!(
             out.matches(&norm(quote!(#[cfg(feature = "db")]))).count(),
-            3,
+            4,
             "{out}"
         );
         assert_eq!(out.matches(&norm(quote!(#[must_use]))).count(), 1, "{out}");
@@ -655,7 +860,11 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains(&norm(quote!(Key::new(&__CACHE_SPEC, &(&a, &b,), &())))),
+            out.contains(&norm(quote!(Key::new(
+                Self::__CACHE_SPEC_F,
+                &(&a, &b,),
+                &()
+            )))),
             "{out}"
         );
     }
@@ -677,7 +886,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains(&norm(quote!(Key::new(&__CACHE_SPEC, &(), &())))),
+            out.contains(&norm(quote!(Key::new(__CACHE_SPEC_F, &(), &())))),
             "{out}"
         );
     }
@@ -800,10 +1009,10 @@ mod tests {
             },
         );
         let head = norm(
-            "#[must_use] pub(crate) async unsafe fn f<'a>(x: &'a str) -> u32 where 'a: 'a { \
-             #![allow(unused)] static __CACHE_SPEC",
+            "}; #[must_use] pub(crate) async unsafe fn f<'a>(x: &'a str) -> u32 where 'a: 'a { \
+             #![allow(unused)] let __cache_key",
         );
-        assert!(out.starts_with(&head), "{out}");
+        assert!(out.contains(&head), "{out}");
         assert!(
             out.contains(&norm("async move { 1 }).await } #[doc =")),
             "{out}"

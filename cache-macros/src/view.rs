@@ -1,221 +1,31 @@
-//! `#[cached_view]`: parse its arguments and expand an axum handler into a call of
-//! `cache_runtime::__private::cached_view` with a hidden request extractor in front.
+//! Expansion of `#[cached_view]`: the handler keeps its attributes, visibility and extractors,
+//! gains a hidden request extractor in front, and its body becomes one call of
+//! `cache_runtime::__private::cached_view`; its two companions invalidate what it cached.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::{Literal, Span, TokenStream, TokenTree};
 use quote::{ToTokens, format_ident, quote};
 use syn::ext::IdentExt as _;
-use syn::parse::{Parse, ParseStream};
-use syn::punctuated::Punctuated;
-use syn::{Expr, ExprLit, ItemFn, Lit, LitInt, LitStr, Path, Token, bracketed};
+use syn::parse::{Parse as _, Parser as _};
+use syn::{Ident, ItemFn, LitStr, ReturnType, Type};
 
-const VALID: &str = "`ttl`, `version`, `vary`, `statuses`, `tags`, `cache`";
+use crate::attr::ViewArgs;
+use crate::check;
+use crate::item::{self, Spec};
 
-/// The arguments of `#[cached_view(...)]`.
-#[derive(Default)]
-pub(crate) struct ViewArgs {
-    ttl: Option<u64>,
-    version: Option<u64>,
-    vary: Vec<LitStr>,
-    statuses: Vec<u16>,
-    tags: Vec<LitStr>,
-    cache: Option<Path>,
-}
-
-fn combine(errors: &mut Option<syn::Error>, e: syn::Error) {
-    match errors {
-        Some(all) => all.combine(e),
-        None => *errors = Some(e),
-    }
-}
-
-fn positive_int(lit: &LitInt, what: &str) -> syn::Result<u64> {
-    match lit.base10_parse::<u64>() {
-        Ok(0) | Err(_) => Err(syn::Error::new_spanned(
-            lit,
-            format!("`{what}` must be a positive whole number of seconds, like `{what} = 900`"),
-        )),
-        Ok(v) => Ok(v),
-    }
-}
-
-/// RFC 9110 `token` characters: what a header name may contain.
-fn is_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-impl Parse for ViewArgs {
-    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
-        let mut args = ViewArgs::default();
-        let mut errors = None;
-        let mut seen: Vec<String> = Vec::new();
-        while !input.is_empty() {
-            let name: syn::Ident = input.parse()?;
-            let key = name.to_string();
-            if seen.contains(&key) {
-                combine(
-                    &mut errors,
-                    syn::Error::new_spanned(&name, format!("duplicate argument `{key}`")),
-                );
-            }
-            seen.push(key.clone());
-            input.parse::<Token![=]>()?;
-            match key.as_str() {
-                "ttl" | "version" => {
-                    let expr: Expr = input.parse()?;
-                    let parsed = match &expr {
-                        Expr::Lit(ExprLit {
-                            lit: Lit::Int(lit), ..
-                        }) => positive_int(lit, &key),
-                        _ => Err(syn::Error::new_spanned(
-                            &expr,
-                            format!(
-                                "`{key}` must be a positive integer literal, like `{key} = 900`"
-                            ),
-                        )),
-                    };
-                    match parsed {
-                        Ok(v) if key == "ttl" => args.ttl = Some(v),
-                        Ok(v) => args.version = Some(v),
-                        Err(e) => combine(&mut errors, e),
-                    }
-                }
-                "vary" => {
-                    let content;
-                    let bracket = bracketed!(content in input);
-                    let items = Punctuated::<Expr, Token![,]>::parse_terminated(&content)?;
-                    for item in items {
-                        match item {
-                            Expr::Lit(ExprLit {
-                                lit: Lit::Str(s), ..
-                            }) if is_header_name(&s.value()) => args.vary.push(s),
-                            Expr::Lit(ExprLit {
-                                lit: Lit::Str(s), ..
-                            }) => combine(
-                                &mut errors,
-                                syn::Error::new_spanned(
-                                    &s,
-                                    format!("`{}` is not a valid HTTP header name", s.value()),
-                                ),
-                            ),
-                            other => combine(
-                                &mut errors,
-                                syn::Error::new_spanned(
-                                    other,
-                                    "`vary` takes header names as string literals, like `vary = [\"Accept-Language\"]`",
-                                ),
-                            ),
-                        }
-                    }
-                    let _ = bracket;
-                }
-                "statuses" => {
-                    let content;
-                    bracketed!(content in input);
-                    for lit in Punctuated::<LitInt, Token![,]>::parse_terminated(&content)? {
-                        match lit.base10_parse::<u16>() {
-                            Ok(code) if (100..=599).contains(&code) => args.statuses.push(code),
-                            _ => combine(
-                                &mut errors,
-                                syn::Error::new_spanned(
-                                    &lit,
-                                    "an HTTP status is a number from 100 to 599",
-                                ),
-                            ),
-                        }
-                    }
-                }
-                "tags" => {
-                    if !input.peek(syn::token::Bracket) {
-                        return Err(input.error(
-                            "`tags` takes a list of string literals, like `tags = [\"users\"]`",
-                        ));
-                    }
-                    let content;
-                    bracketed!(content in input);
-                    for item in Punctuated::<Expr, Token![,]>::parse_terminated(&content)? {
-                        match view_tag(item) {
-                            Ok(tag) => args.tags.push(tag),
-                            Err(e) => combine(&mut errors, e),
-                        }
-                    }
-                }
-                "cache" => args.cache = Some(input.parse()?),
-                _ => {
-                    combine(
-                        &mut errors,
-                        syn::Error::new_spanned(
-                            &name,
-                            format!("unknown argument `{key}`; valid arguments are {VALID}"),
-                        ),
-                    );
-                    let _: Expr = input.parse()?;
-                }
-            }
-            if input.is_empty() {
-                break;
-            }
-            input.parse::<Token![,]>()?;
-        }
-        match errors {
-            Some(e) => Err(e),
-            None => Ok(args),
-        }
-    }
-}
-
-/// One literal of `tags = [...]`: a view's tags name no parameters (pages follow the tags of the
-/// queries they call; a view tag is for the page as a whole).
-fn view_tag(item: Expr) -> syn::Result<LitStr> {
-    let Expr::Lit(ExprLit {
-        lit: Lit::Str(tag), ..
-    }) = item
-    else {
-        return Err(syn::Error::new_spanned(
-            item,
-            "`tags` takes string literals, like `tags = [\"users\"]`",
-        ));
-    };
-    let text = tag.value();
-    if text.is_empty() {
-        return Err(syn::Error::new_spanned(
-            &tag,
-            "a tag must not be empty: remove it from `tags`",
-        ));
-    }
-    if text.contains(['{', '}']) {
-        return Err(syn::Error::new_spanned(
-            &tag,
-            "view tags cannot interpolate parameters: use a literal tag such as `\"users\"`; \
-             the tags of the `#[cached_query]` functions the page calls (`\"user:{id}\"`) \
-             already invalidate it",
-        ));
-    }
-    Ok(tag)
-}
-
-/// The entry point: on any error, the function is still emitted next to the error.
+/// `#[cached_view(args)] item`. On any error, the function is emitted unchanged next to the
+/// `compile_error!`s.
 pub(crate) fn cached_view(args: TokenStream, item: TokenStream) -> TokenStream {
-    let func: ItemFn = match syn::parse2(item.clone()) {
-        Ok(f) => f,
-        Err(e) => return crate::item::with_error(item, e),
+    let func = match syn::parse2::<ItemFn>(item.clone()) {
+        Ok(func) => func,
+        Err(error) => return item::with_error(item, error),
     };
-    let args: ViewArgs = match syn::parse2(args) {
-        Ok(a) => a,
-        Err(e) => return crate::item::with_error(item, e),
-    };
-    if func.sig.asyncness.is_none() {
-        let e = syn::Error::new_spanned(
-            func.sig.fn_token,
-            "#[cached_view] caches axum handlers, which are `async fn`: make it async",
-        );
-        return crate::item::with_error(item, e);
+    match check::view(ViewArgs::parse.parse2(args), &func.sig) {
+        Ok(args) => expand(&args, &func),
+        Err(error) => item::with_error(item, error),
     }
-    expand(&args, &func)
 }
 
+/// The expansion of a checked view: its spec, the handler, then its two companions.
 fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
     let ItemFn {
         attrs,
@@ -224,18 +34,19 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
         sig,
         block,
     } = func;
-    let (outer, inner) = crate::item::split_attrs(attrs);
+    let (outer, inner) = item::split_attrs(attrs);
     let defaultness = &modifiers.defaultness;
-    let spec = spec(args, &sig.ident);
+    let ty = quote!(::cache_runtime::__private::ViewSpec);
+    let Spec { item, local, path } = item::spec(sig, attrs, ty, spec(args, &sig.ident), true);
     // Keep the user's declared return type in play: it pins the body's type where it can be
     // named, and keeps its imports used where it is `impl Trait`.
     let body = block.to_token_stream();
     let body = match &sig.output {
-        syn::ReturnType::Default => body,
-        syn::ReturnType::Type(_, ty) if contains_impl(ty) => match &**ty {
+        ReturnType::Default => body,
+        ReturnType::Type(_, ty) if contains_impl(ty) => match &**ty {
             // `-> impl Bounds`: pass the body through a function with the same bounds.
-            syn::Type::ImplTrait(it) => {
-                let check = syn::Ident::new("__cache_declared_return", Span::mixed_site());
+            Type::ImplTrait(it) => {
+                let check = Ident::new("__cache_declared_return", Span::mixed_site());
                 let bounds = &it.bounds;
                 quote! {{
                     fn #check<__CacheT: #bounds>(value: __CacheT) -> __CacheT { value }
@@ -244,45 +55,40 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
             }
             _ => body,
         },
-        syn::ReturnType::Type(_, ty) => {
-            let ret = syn::Ident::new("__cache_ret", Span::mixed_site());
+        ReturnType::Type(_, ty) => {
+            let ret = Ident::new("__cache_ret", Span::mixed_site());
             quote! {{ let #ret: #ty = #body; #ret }}
         }
     };
     let mut sig = sig.clone();
-    let req = syn::Ident::new("__cache_req", Span::mixed_site());
+    let req = Ident::new("__cache_req", Span::mixed_site());
     sig.inputs.insert(
         0,
         syn::parse_quote!(#req: ::cache_runtime::__private::ViewRequest),
     );
     sig.output = syn::parse_quote!(-> ::cache_runtime::__private::ViewResponse);
-    let companions = companions(func, &spec);
+    let companions = companions(func, &path);
     quote! {
+        #item
         #(#outer)*
         #vis #defaultness #sig {
             #(#inner)*
-            static __CACHE_VIEW: ::cache_runtime::__private::ViewSpec = #spec;
-            ::cache_runtime::__private::cached_view(&__CACHE_VIEW, #req, async move #body).await
+            #local
+            ::cache_runtime::__private::cached_view(#path, #req, async move #body).await
         }
         #companions
     }
 }
 
-/// The `ViewSpec` literal, the same in the handler and its companions.
-fn spec(args: &ViewArgs, name: &syn::Ident) -> TokenStream {
+/// The `ViewSpec` literal.
+fn spec(args: &ViewArgs, name: &Ident) -> TokenStream {
     let name = LitStr::new(&name.unraw().to_string(), name.span());
-    let version = args.version.unwrap_or(1);
-    let ttl = match args.ttl {
-        Some(t) => quote!(::core::option::Option::Some(#t)),
-        None => quote!(::core::option::Option::None),
-    };
+    let version = Literal::u64_unsuffixed(args.version.unwrap_or(1));
+    let ttl = item::option(args.ttl.map(Literal::u64_unsuffixed));
     let vary = &args.vary;
-    let statuses = &args.statuses;
+    let statuses = args.statuses.iter().map(|s| Literal::u16_unsuffixed(*s));
     let tags = &args.tags;
-    let cache = match &args.cache {
-        Some(path) => quote!(::core::option::Option::Some(#path as fn() -> ::cache_runtime::Cache)),
-        None => quote!(::core::option::Option::None),
-    };
+    let cache = item::option(args.cache.as_ref());
     quote! {
         ::cache_runtime::__private::ViewSpec {
             function: ::core::concat!(::core::module_path!(), "::", #name),
@@ -303,11 +109,13 @@ fn companions(func: &ItemFn, spec: &TokenStream) -> TokenStream {
         attrs, vis, sig, ..
     } = func;
     let private = quote!(::cache_runtime::__private);
-    let cfgs = crate::item::cfgs(attrs);
+    let cfgs = item::cfgs(attrs);
     let name = sig.ident.unraw().to_string();
     let entry = format_ident!("{}_invalidate", name, span = sig.ident.span());
     let all = format_ident!("{}_invalidate_all", name, span = sig.ident.span());
-    let errors = crate::query::ERRORS_DOC;
+    let entry_lints = item::companion_lints(&entry);
+    let all_lints = item::companion_lints(&all);
+    let errors = item::ERRORS_DOC;
     let entry_doc = format!(
         " Invalidates the responses `{name}` cached for one URL: `path_and_query` is the \
          request's path and query (`\"/users?page=2\"`); every `vary` value goes. Generated by `#[cached_view]`.\n\n{errors}"
@@ -319,27 +127,25 @@ fn companions(func: &ItemFn, spec: &TokenStream) -> TokenStream {
     quote! {
         #cfgs
         #[doc = #entry_doc]
-        #[allow(dead_code)]
+        #[allow(#(#entry_lints),*)]
         #vis async fn #entry(path_and_query: &str) -> ::cache_runtime::Result<()> {
-            static __CACHE_VIEW: #private::ViewSpec = #spec;
-            #private::invalidate_view_path(&__CACHE_VIEW, path_and_query).await
+            #private::invalidate_view_path(#spec, path_and_query).await
         }
         #cfgs
         #[doc = #all_doc]
-        #[allow(dead_code)]
+        #[allow(#(#all_lints),*)]
         #vis async fn #all() -> ::cache_runtime::Result<()> {
-            static __CACHE_VIEW: #private::ViewSpec = #spec;
-            #private::invalidate_view(&__CACHE_VIEW).await
+            #private::invalidate_view(#spec).await
         }
     }
 }
 
 /// Whether `impl Trait` appears anywhere in the type (it cannot be named in a `let`).
-fn contains_impl(ty: &syn::Type) -> bool {
+fn contains_impl(ty: &Type) -> bool {
     fn walk(tokens: TokenStream) -> bool {
         tokens.into_iter().any(|t| match t {
-            proc_macro2::TokenTree::Ident(i) => i == "impl",
-            proc_macro2::TokenTree::Group(g) => walk(g.stream()),
+            TokenTree::Ident(i) => i == "impl",
+            TokenTree::Group(g) => walk(g.stream()),
             _ => false,
         })
     }
@@ -350,208 +156,187 @@ fn contains_impl(ty: &syn::Type) -> bool {
 mod tests {
     use super::*;
 
-    fn expand_str(args: TokenStream, item: TokenStream) -> String {
-        cached_view(args, item).to_string()
+    /// Token strings compare modulo spacing.
+    fn norm(tokens: impl ToString) -> String {
+        tokens.to_string().split_whitespace().collect()
+    }
+
+    fn expand_ok(args: TokenStream, item: TokenStream) -> String {
+        let out = cached_view(args, item);
+        assert!(!out.to_string().contains("compile_error"), "{out}");
+        norm(out)
+    }
+
+    /// `cargo test -p cache-macros view::tests::print_example -- --nocapture` prints the
+    /// expansion of the documented example (pipe it through rustfmt to read it).
+    #[test]
+    fn print_example() {
+        println!(
+            "{}",
+            cached_view(
+                quote!(ttl = 900, vary = ["Accept-Language"], tags = ["users"]),
+                quote!(
+                    async fn users_page(State(db): State<SqlitePool>) -> Html<String> {
+                        BODY
+                    }
+                ),
+            )
+        );
     }
 
     #[test]
-    fn expands_into_one_runtime_call() {
-        let out = expand_str(
-            quote!(ttl = 900, vary = ["Accept-Language"]),
+    fn example_expansion() {
+        let out = expand_ok(
             quote!(
-                async fn page(State(db): State<Db>) -> impl IntoResponse {
+                ttl = 900,
+                vary = ["Accept-Language"],
+                statuses = [200, 404],
+                tags = ["users"]
+            ),
+            quote!(
+                /// docs
+                pub async fn page(State(db): State<Db>) -> Html<String> {
                     render(db)
                 }
             ),
         );
-        assert!(
-            out.contains("__cache_req : :: cache_runtime :: __private :: ViewRequest , State (db)"),
-            "{out}"
-        );
-        assert!(
-            out.contains("ttl : :: core :: option :: Option :: Some (900u64)"),
-            "{out}"
-        );
-        assert!(out.contains("vary : & [\"Accept-Language\"]"), "{out}");
-        assert!(
-            out.contains("-> :: cache_runtime :: __private :: ViewResponse"),
-            "{out}"
-        );
-        assert!(!out.contains("compile_error"), "{out}");
+        let entry_doc = " Invalidates the responses `page` cached for one URL: `path_and_query` \
+            is the request's path and query (`\"/users?page=2\"`); every `vary` value goes. \
+            Generated by `#[cached_view]`.\n\n # Errors\n\n The cache's error when the \
+            invalidation did not happen (the cache is unreachable, a timeout): what it names may \
+            still be served, so retry, or report the failure instead of treating the write as \
+            done.";
+        let all_doc = " Invalidates every response `page` cached, all URLs and `vary` values, \
+            in O(1). Generated by `#[cached_view]`.\n\n # Errors\n\n The cache's error when \
+            the invalidation did not happen (the cache is unreachable, a timeout): what it names \
+            may still be served, so retry, or report the failure instead of treating the write \
+            as done.";
+        let expected = quote! {
+            #[doc(hidden)]
+            const __CACHE_SPEC_PAGE: &::cache_runtime::__private::ViewSpec =
+                &::cache_runtime::__private::ViewSpec {
+                    function: ::core::concat!(::core::module_path!(), "::", "page"),
+                    version: 1,
+                    ttl: ::core::option::Option::Some(900),
+                    vary: &["Accept-Language"],
+                    statuses: &[200, 404],
+                    tags: &["users"],
+                    cache: ::core::option::Option::None,
+                };
+            #[doc = r" docs"]
+            pub async fn page(
+                __cache_req: ::cache_runtime::__private::ViewRequest,
+                State(db): State<Db>
+            ) -> ::cache_runtime::__private::ViewResponse {
+                ::cache_runtime::__private::cached_view(__CACHE_SPEC_PAGE, __cache_req, async move {
+                    let __cache_ret: Html<String> = { render(db) };
+                    __cache_ret
+                })
+                .await
+            }
+            #[doc = #entry_doc]
+            #[allow(dead_code)]
+            pub async fn page_invalidate(path_and_query: &str) -> ::cache_runtime::Result<()> {
+                ::cache_runtime::__private::invalidate_view_path(__CACHE_SPEC_PAGE, path_and_query).await
+            }
+            #[doc = #all_doc]
+            #[allow(dead_code)]
+            pub async fn page_invalidate_all() -> ::cache_runtime::Result<()> {
+                ::cache_runtime::__private::invalidate_view(__CACHE_SPEC_PAGE).await
+            }
+        };
+        assert_eq!(out, norm(expected));
     }
 
     #[test]
-    fn tags_and_companions() {
-        let out = expand_str(
-            quote!(ttl = 900, tags = ["users", "pages:home"]),
-            quote!(
-                #[cfg(feature = "web")]
-                pub(crate) async fn page(State(db): State<Db>) -> Html<String> {
-                    render(db)
-                }
-            ),
-        );
-        let norm = |s: &str| s.split_whitespace().collect::<String>();
-        let out = norm(&out);
-        // The handler and both companions carry the same spec, with the tags.
-        assert_eq!(
-            out.matches(&norm("tags : & [\"users\" , \"pages:home\"]"))
-                .count(),
-            3,
-            "{out}"
-        );
-        assert_eq!(
-            out.matches(&norm("static __CACHE_VIEW")).count(),
-            3,
-            "{out}"
-        );
-        assert!(
-            out.contains(&norm(
-                "pub (crate) async fn page_invalidate (path_and_query : & str) -> :: cache_runtime :: Result < () > { \
-                 static __CACHE_VIEW"
-            )),
-            "{out}"
-        );
-        assert!(
-            out.contains(&norm(
-                ":: cache_runtime :: __private :: invalidate_view_path (& __CACHE_VIEW , path_and_query) . await"
-            )),
-            "{out}"
-        );
-        assert!(
-            out.contains(&norm(
-                "pub (crate) async fn page_invalidate_all () -> :: cache_runtime :: Result < () >"
-            )),
-            "{out}"
-        );
-        assert!(
-            out.contains(&norm(
-                ":: cache_runtime :: __private :: invalidate_view (& __CACHE_VIEW) . await"
-            )),
-            "{out}"
-        );
-        assert_eq!(
-            out.matches(&norm("# [cfg (feature = \"web\")]")).count(),
-            3,
-            "{out}"
-        );
-        assert_eq!(
-            out.matches(&norm("# [allow (dead_code)]")).count(),
-            2,
-            "{out}"
-        );
-        assert_eq!(out.matches("#[doc=").count(), 2, "{out}");
-
-        // No tags: an empty list, always present.
-        let out = expand_str(
+    fn impl_trait_returns_pass_through_their_bounds() {
+        let out = expand_ok(
             quote!(),
             quote!(
-                async fn r#type() -> &'static str {
+                async fn page() -> impl IntoResponse {
+                    "x"
+                }
+            ),
+        );
+        assert!(
+            out.contains(&norm(quote!(async move {
+                fn __cache_declared_return<__CacheT: IntoResponse>(value: __CacheT) -> __CacheT {
+                    value
+                }
+                __cache_declared_return({ "x" })
+            }))),
+            "{out}"
+        );
+        // No arguments: the defaults, spelled out.
+        assert!(
+            out.contains(&norm(quote!(
+                version: 1,
+                ttl: ::core::option::Option::None,
+                vary: &[],
+                statuses: &[],
+                tags: &[],
+                cache: ::core::option::Option::None,
+            ))),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn cache_cfgs_and_raw_names() {
+        let out = expand_ok(
+            quote!(cache = crate::caches::pages),
+            quote!(
+                #[cfg(feature = "web")]
+                pub(crate) async fn r#type() -> &'static str {
                     ""
                 }
             ),
         );
-        assert!(out.contains("tags : & []"), "{out}");
-        assert!(out.contains("\"type\""), "{out}");
         assert!(
-            out.contains("async fn type_invalidate (path_and_query"),
+            out.contains(&norm(quote!(
+                cache: ::core::option::Option::Some(crate::caches::pages),
+            ))),
+            "{out}"
+        );
+        assert!(out.contains("\"type\""), "{out}");
+        assert!(out.contains("const__CACHE_SPEC_TYPE:"), "{out}");
+        assert!(
+            out.contains("asyncfntype_invalidate(path_and_query"),
+            "{out}"
+        );
+        assert!(out.contains("asyncfntype_invalidate_all()"), "{out}");
+        // The spec, the handler and both companions exist exactly when the handler does.
+        assert_eq!(
+            out.matches(&norm("#[cfg(feature = \"web\")]")).count(),
+            4,
             "{out}"
         );
     }
 
     #[test]
-    fn misuse_is_an_error() {
-        for (args, item, message) in [
-            (
-                quote!(ttl = 0),
-                quote!(
-                    async fn f() {}
-                ),
-                "positive whole number",
+    fn a_handler_naming_self_names_its_spec_through_self() {
+        let out = expand_ok(
+            quote!(),
+            quote!(
+                async fn page(State(app): State<Self>) -> String {
+                    String::new()
+                }
             ),
-            (
-                quote!(tll = 5),
-                quote!(
-                    async fn f() {}
-                ),
-                "unknown argument `tll`",
-            ),
-            (
-                quote!(vary = [1]),
-                quote!(
-                    async fn f() {}
-                ),
-                "string literals",
-            ),
-            (
-                quote!(vary = ["Bad Header"]),
-                quote!(
-                    async fn f() {}
-                ),
-                "not a valid HTTP header name",
-            ),
-            (
-                quote!(statuses = [999]),
-                quote!(
-                    async fn f() {}
-                ),
-                "from 100 to 599",
-            ),
-            (
-                quote!(tags = ["user:{id}"]),
-                quote!(
-                    async fn f() {}
-                ),
-                "view tags cannot interpolate parameters",
-            ),
-            (
-                quote!(tags = ["a}"]),
-                quote!(
-                    async fn f() {}
-                ),
-                "view tags cannot interpolate parameters",
-            ),
-            (
-                quote!(tags = [""]),
-                quote!(
-                    async fn f() {}
-                ),
-                "a tag must not be empty",
-            ),
-            (
-                quote!(tags = [USERS]),
-                quote!(
-                    async fn f() {}
-                ),
-                "`tags` takes string literals",
-            ),
-            (
-                quote!(tags = "users"),
-                quote!(
-                    async fn f() {}
-                ),
-                "`tags` takes a list of string literals",
-            ),
-            (
-                quote!(ttl = 5, ttl = 6),
-                quote!(
-                    async fn f() {}
-                ),
-                "duplicate argument",
-            ),
-            (
-                quote!(ttl = 5),
-                quote!(
-                    fn f() {}
-                ),
-                "make it async",
-            ),
-        ] {
-            let out = expand_str(args, item);
-            assert!(
-                out.contains("compile_error") && out.contains(message),
-                "{message}: {out}"
-            );
-        }
+        );
+        assert_eq!(out.matches("Self::__CACHE_SPEC_PAGE").count(), 3, "{out}");
+    }
+
+    #[test]
+    fn errors_keep_the_function_unchanged() {
+        let item = quote!(
+            fn page(&self) -> String {
+                String::new()
+            }
+        );
+        let out = cached_view(quote!(ttl = 0, key = "x"), item.clone()).to_string();
+        assert!(out.starts_with(&item.to_string()), "{out}");
+        // ttl, key, sync, self.
+        assert_eq!(out.matches("compile_error").count(), 4, "{out}");
+        assert!(!out.contains("page_invalidate"), "{out}");
     }
 }

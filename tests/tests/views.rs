@@ -2,8 +2,8 @@
 //! embedded memory store and a real `redis-server` started by the harness. Requests go
 //! through `tower::ServiceExt::oneshot`; every case counts how often the handler ran.
 //!
-//! Handlers are written the way `#[cached_view]` expands them (see `view!`), so this suite
-//! checks the runtime side on its own; `CacheLayer` is checked on a plain `Router`.
+//! Handlers are annotated with `#[cached_view]` itself, so the suite checks the macro and the
+//! runtime together; `CacheLayer` is checked on a plain `Router`.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -18,9 +18,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
-use cache_runtime::__private::{ViewRequest, ViewSpec, cached_view};
-use cache_runtime::Cache;
 use cache_runtime::view::CacheLayer;
+use cache_runtime::{Cache, cached_view};
 use cache_tests::{Backend, raw_connection, test_cache};
 use http::{HeaderMap, Method, Request, StatusCode, Uri, header};
 use http_body::{Frame, SizeHint};
@@ -30,6 +29,7 @@ use tower::ServiceExt;
 /// Largest value the test caches store: the large-body case goes past it.
 const MAX_VALUE: usize = 64 * 1024;
 const HOST: &str = "example.com";
+/// The handlers' `ttl = 60`.
 const TTL: u64 = 60;
 
 /// What a case gets: its own cache (own prefix), and the Redis URL behind it.
@@ -159,85 +159,129 @@ impl App {
     fn calls(&self) -> usize {
         self.calls.load(SeqCst)
     }
+
+    /// Called first by every handler.
+    fn ran(&self) {
+        self.calls.fetch_add(1, SeqCst);
+    }
 }
 
-/// The defaults `#[cached_view(ttl = 60)]` would write.
-const SPEC: ViewSpec = ViewSpec {
-    function: "",
-    version: 1,
-    ttl: Some(TTL),
-    vary: &[],
-    statuses: &[],
-    cache: None,
-    tags: &[],
-};
+// Every handler is cached for `ttl = 60` ([`TTL`]) and counts its calls.
 
-/// The handler `#[cached_view]` writes, written by hand exactly as the macro will expand
-/// `#[cached_view(ttl = 60)] async fn page(State(app): State<App>, uri: Uri) -> impl IntoResponse`.
-async fn page(__cache_req: ViewRequest, State(app): State<App>, uri: Uri) -> Response {
-    static __CACHE_VIEW: ViewSpec = ViewSpec {
-        function: "views::page",
-        version: 1,
-        ttl: Some(TTL),
-        vary: &[],
-        statuses: &[],
-        cache: None,
-        tags: &[],
-    };
-    cached_view(&__CACHE_VIEW, __cache_req, async move {
-        app.calls.fetch_add(1, SeqCst);
-        format!("page at {uri}")
-    })
-    .await
+#[cached_view(ttl = 60)]
+async fn page(State(app): State<App>, uri: Uri) -> String {
+    app.ran();
+    format!("page at {uri}")
 }
 
-/// The same expansion for the other handlers: `view!(name { spec fields } (extractors) { body })`.
-macro_rules! view {
-    ($name:ident { $($field:ident: $value:expr),* $(,)? } ($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        async fn $name(__cache_req: ViewRequest, State(app): State<App>, $($arg: $ty),*) -> Response {
-            static __CACHE_VIEW: ViewSpec = ViewSpec {
-                function: concat!("views::", stringify!($name)),
-                $($field: $value,)*
-                ..SPEC
-            };
-            cached_view(&__CACHE_VIEW, __cache_req, async move {
-                app.calls.fetch_add(1, SeqCst);
-                $body
-            })
-            .await
-        }
-    };
-}
-
-view!(lang { vary: &["Accept-Language"] } (headers: HeaderMap) {
-    let lang = headers.get(header::ACCEPT_LANGUAGE).map(|v| v.to_str().unwrap().to_owned());
+#[cached_view(ttl = 60, vary = ["Accept-Language"])]
+async fn lang(State(app): State<App>, headers: HeaderMap) -> String {
+    app.ran();
+    let lang = headers
+        .get(header::ACCEPT_LANGUAGE)
+        .map(|v| v.to_str().unwrap().to_owned());
     format!("lang={}", lang.unwrap_or_default())
-});
-view!(form {} (method: Method) { format!("{method} form") });
-view!(cookie {} () { ([(header::SET_COOKIE, "session=1")], "with a cookie") });
-view!(private {} () { ([(header::CACHE_CONTROL, "private, max-age=60")], "private") });
-view!(no_store {} () { ([(header::CACHE_CONTROL, "no-store")], "no-store") });
-view!(no_cache {} () { ([(header::CACHE_CONTROL, "no-cache")], "no-cache") });
-view!(vary_star {} () { ([(header::VARY, "*")], "vary star") });
-view!(vary_unkeyed {} () { ([(header::VARY, "Accept-Language")], "vary unkeyed") });
-view!(vary_keyed { vary: &["accept-language"] } () {
+}
+
+#[cached_view(ttl = 60)]
+async fn form(State(app): State<App>, method: Method) -> String {
+    app.ran();
+    format!("{method} form")
+}
+
+#[cached_view(ttl = 60)]
+async fn cookie(State(app): State<App>) -> impl IntoResponse {
+    app.ran();
+    ([(header::SET_COOKIE, "session=1")], "with a cookie")
+}
+
+#[cached_view(ttl = 60)]
+async fn private(State(app): State<App>) -> impl IntoResponse {
+    app.ran();
+    ([(header::CACHE_CONTROL, "private, max-age=60")], "private")
+}
+
+#[cached_view(ttl = 60)]
+async fn no_store(State(app): State<App>) -> impl IntoResponse {
+    app.ran();
+    ([(header::CACHE_CONTROL, "no-store")], "no-store")
+}
+
+#[cached_view(ttl = 60)]
+async fn no_cache(State(app): State<App>) -> impl IntoResponse {
+    app.ran();
+    ([(header::CACHE_CONTROL, "no-cache")], "no-cache")
+}
+
+#[cached_view(ttl = 60)]
+async fn vary_star(State(app): State<App>) -> impl IntoResponse {
+    app.ran();
+    ([(header::VARY, "*")], "vary star")
+}
+
+#[cached_view(ttl = 60)]
+async fn vary_unkeyed(State(app): State<App>) -> impl IntoResponse {
+    app.ran();
+    ([(header::VARY, "Accept-Language")], "vary unkeyed")
+}
+
+#[cached_view(ttl = 60, vary = ["accept-language"])]
+async fn vary_keyed(State(app): State<App>) -> impl IntoResponse {
+    app.ran();
     ([(header::VARY, "Accept-Language")], "vary keyed")
-});
-view!(missing {} () { (StatusCode::NOT_FOUND, "missing") });
-view!(missing_stored { statuses: &[200, 404] } () { (StatusCode::NOT_FOUND, "missing, stored") });
-view!(auth_keyed { vary: &["Authorization"] } (headers: HeaderMap) {
-    let auth = headers.get(header::AUTHORIZATION).map(|v| v.to_str().unwrap().to_owned());
+}
+
+#[cached_view(ttl = 60)]
+async fn missing(State(app): State<App>) -> impl IntoResponse {
+    app.ran();
+    (StatusCode::NOT_FOUND, "missing")
+}
+
+#[cached_view(ttl = 60, statuses = [200, 404])]
+async fn missing_stored(State(app): State<App>) -> impl IntoResponse {
+    app.ran();
+    (StatusCode::NOT_FOUND, "missing, stored")
+}
+
+#[cached_view(ttl = 60, vary = ["Authorization"])]
+async fn auth_keyed(State(app): State<App>, headers: HeaderMap) -> String {
+    app.ran();
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap().to_owned());
     format!("for {}", auth.unwrap_or_default())
-});
-view!(large {} () { "x".repeat(MAX_VALUE + 1024) });
-view!(stream {} () { Body::new(Chunks::new(&["streamed ", "in ", "chunks"])) });
-view!(own_headers {} () {
-    ([(header::ETAG, "\"v1\""), (header::CACHE_CONTROL, "public, max-age=5")], "own headers")
-});
-view!(slow {} () {
+}
+
+#[cached_view(ttl = 60)]
+async fn large(State(app): State<App>) -> String {
+    app.ran();
+    "x".repeat(MAX_VALUE + 1024)
+}
+
+#[cached_view(ttl = 60)]
+async fn stream(State(app): State<App>) -> Body {
+    app.ran();
+    Body::new(Chunks::new(&["streamed ", "in ", "chunks"]))
+}
+
+#[cached_view(ttl = 60)]
+async fn own_headers(State(app): State<App>) -> impl IntoResponse {
+    app.ran();
+    (
+        [
+            (header::ETAG, "\"v1\""),
+            (header::CACHE_CONTROL, "public, max-age=5"),
+        ],
+        "own headers",
+    )
+}
+
+#[cached_view(ttl = 60)]
+async fn slow(State(app): State<App>) -> &'static str {
+    app.ran();
     tokio::time::sleep(Duration::from_millis(200)).await;
     "slow"
-});
+}
 
 /// A body of chunks with no size hint: a stream.
 struct Chunks(VecDeque<Bytes>);

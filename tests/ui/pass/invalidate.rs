@@ -50,6 +50,17 @@ impl Repo {
     pub(crate) async fn count(&self) -> usize {
         run()
     }
+
+    // Without `self`, naming `Self` tells the macro it is in an `impl`
+    // (ui/fail/associated_fn_without_self.rs).
+    #[cached_query(key = "repo_total:{n}")]
+    async fn total(n: u32) -> usize
+    where
+        Self: Sized,
+    {
+        let _ = n;
+        run()
+    }
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -101,6 +112,12 @@ async fn main() {
     Repo::count_invalidate().await.unwrap();
     assert_ne!(repo.count().await, first);
     Repo::count_invalidate_all().await.unwrap();
+
+    let first = Repo::total(1).await;
+    assert_eq!(Repo::total(1).await, first);
+    Repo::total_invalidate(1).await.unwrap();
+    assert_ne!(Repo::total(1).await, first);
+    Repo::total_invalidate_all().await.unwrap();
 
     // The companions are ordinary futures: they can be spawned.
     tokio::spawn(Repo::user_invalidate(2))
