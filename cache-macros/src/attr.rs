@@ -675,6 +675,15 @@ fn statuses(value: Expr) -> syn::Result<Vec<u16>> {
     let Expr::Array(array) = unwrap_owned(value) else {
         return Err(error);
     };
+    if array.elems.is_empty() {
+        return Err(syn::Error::new_spanned(
+            &array,
+            format!(
+                "`statuses` must list at least one status (the default is `[200]`); \
+                 to cache nothing, remove `#[cached_view]`, e.g. `{example}`"
+            ),
+        ));
+    }
     let mut errors = Errors::default();
     let mut statuses = Vec::new();
     for element in &array.elems {
@@ -1064,6 +1073,7 @@ mod tests {
             "`Bad Header` is not a valid HTTP header name"
         );
         assert!(view_error(quote!(statuses = [999])).starts_with("an HTTP status is a number"));
+        assert!(view_error(quote!(statuses = [])).starts_with("`statuses` must list at least one"));
         assert!(view_error(quote!(statuses = [x])).starts_with("an HTTP status is a number"));
         assert!(view_error(quote!(statuses = 200)).starts_with("`statuses` must be a list"));
         assert!(

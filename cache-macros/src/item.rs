@@ -31,22 +31,21 @@ pub(crate) fn cfgs(attrs: &[Attribute]) -> TokenStream {
 
 /// Where a function's spec (`QuerySpec`, `ViewSpec`) lives, and how generated code names it.
 pub(crate) struct Spec {
-    /// The hidden `const` next to the function, when its companions share the spec.
+    /// The hidden associated `const` next to a method, shared with its companions.
     pub(crate) item: TokenStream,
-    /// The `static` at the top of the function's body, when nothing else needs the spec.
+    /// The `static` at the top of each generated body (the function's and every
+    /// companion's), when the spec cannot be shared.
     pub(crate) local: TokenStream,
     /// A `&'static` expression of the spec, for the runtime calls.
     pub(crate) path: TokenStream,
 }
 
-/// The spec `value` of type `ty`, written once. With companions (`shared`) it is a hidden
-/// `const __CACHE_SPEC_{NAME}` next to the function, named `Self::...` in an `impl` (the
-/// function has a receiver or names `Self` in its signature) and by its bare name otherwise.
-/// Without companions (a method of a trait `impl`, where no extra item may go), it is a
-/// `static` in the function's body.
-///
-/// A macro cannot see whether it is in an `impl`: an associated function without `self` that
-/// does not name `Self` is taken for a free function, and rustc then asks for `Self::`.
+/// The spec `value` of type `ty`. In an `impl` (the function has a receiver or names `Self`
+/// in its signature) and with companions (`shared`), it is written once, as a hidden
+/// associated `const __CACHE_SPEC_{NAME}` the function and its companions name as `Self::..`.
+/// Otherwise it is a `static` at the top of each body: a macro cannot see whether a function
+/// without `self` sits in an `impl` (where a free item cannot go) or in a module (where
+/// `Self` does not exist), so only a copy per body works in both.
 pub(crate) fn spec(
     sig: &Signature,
     attrs: &[Attribute],
@@ -54,7 +53,8 @@ pub(crate) fn spec(
     value: TokenStream,
     shared: bool,
 ) -> Spec {
-    if !shared {
+    let in_impl = sig.receiver().is_some() || names_self(sig.to_token_stream());
+    if !(shared && in_impl) {
         return Spec {
             item: TokenStream::new(),
             local: quote!(static __CACHE_SPEC: #ty = #value;),
@@ -64,11 +64,6 @@ pub(crate) fn spec(
     let upper = sig.ident.unraw().to_string().to_uppercase();
     let name = format_ident!("__CACHE_SPEC_{}", upper, span = sig.ident.span());
     let cfgs = cfgs(attrs);
-    let path = if sig.receiver().is_some() || names_self(sig.to_token_stream()) {
-        quote!(Self::#name)
-    } else {
-        quote!(#name)
-    };
     Spec {
         item: quote! {
             #cfgs
@@ -76,7 +71,7 @@ pub(crate) fn spec(
             const #name: &#ty = &#value;
         },
         local: TokenStream::new(),
-        path,
+        path: quote!(Self::#name),
     }
 }
 

@@ -93,11 +93,10 @@ mod view;
 /// report that `get_user_invalidate` is not a member of the trait): there, write
 /// `companions = false` and invalidate through tags (`cache.invalidate_tag(..)`).
 ///
-/// The function and its companions share one hidden `const` (below). A macro cannot see the
-/// `impl` around a function: it takes a function for a method when it has a `self` receiver or
-/// names `Self` in its signature. In an `impl`, an associated function without `self` that
-/// does not name `Self` is taken for a free function, and rustc reports that it "cannot find
-/// value `__CACHE_SPEC_...`": name `Self` in its signature (`where Self: Sized`).
+/// A method (a function with a receiver, or naming `Self` in its signature) and its
+/// companions share one hidden associated `const` holding the function's description; any
+/// other function (free, or associated without `self`) has it as a `static` in each body,
+/// since a macro cannot see whether an `impl` surrounds it.
 ///
 /// Both return `cache_runtime::Result<()>`: unlike a read, an invalidation that did not
 /// happen is an error, because what it names may still be served; retry it, or report the
@@ -121,11 +120,10 @@ mod view;
 /// The example above expands to (every item keeps the function's `#[cfg]`s):
 ///
 /// ```text
-/// // The spec, once. In an `impl` it is an associated `const`, named through `Self::`; with
-/// // `companions = false` it is a `static` in the function's body.
-/// #[doc(hidden)]
-/// const __CACHE_SPEC_GET_USER: &::cache_runtime::__private::QuerySpec =
-///     &::cache_runtime::__private::QuerySpec {
+/// async fn get_user(db: &SqlitePool, id: i64) -> Result<User, sqlx::Error> {
+///     // The function's description. In a method it is one hidden associated `const`, shared
+///     // with the companions and named `Self::__CACHE_SPEC_GET_USER`.
+///     static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = ::cache_runtime::__private::QuerySpec {
 ///         function: ::core::concat!(::core::module_path!(), "::", "get_user"),
 ///         template: ::core::option::Option::Some(&["user:", ""]),
 ///         version: 2,
@@ -133,13 +131,11 @@ mod view;
 ///         tags: &[&["users"], &["user:", ""]],
 ///         cache: ::core::option::Option::None,
 ///     };
-///
-/// async fn get_user(db: &SqlitePool, id: i64) -> Result<User, sqlx::Error> {
 ///     // The key's arguments, then the tags' (one per placeholder, in order across the tags).
-///     let __cache_key = ::cache_runtime::__private::Key::new(__CACHE_SPEC_GET_USER, &(&id,), &(&id,));
+///     let __cache_key = ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,));
 ///     // Spanned at `User`: if it cannot be cached, the error points there.
 ///     ::cache_runtime::__private::cached_result::<_, _, ::cache_runtime::codec::CacheDefault, _>(
-///         __CACHE_SPEC_GET_USER,
+///         &__CACHE_SPEC,
 ///         __cache_key,
 ///         // The body, unchanged: `return` and `?` stay inside it.
 ///         async move {
@@ -156,9 +152,10 @@ mod view;
 /// // parameter is plainly `Send`, `non_snake_case` for a name that is not.
 /// #[allow(dead_code)]
 /// async fn get_user_invalidate(id: i64) -> ::cache_runtime::Result<()> {
+///     static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = /* the same */;
 ///     ::cache_runtime::__private::invalidate_entry(
-///         __CACHE_SPEC_GET_USER,
-///         ::cache_runtime::__private::Key::new(__CACHE_SPEC_GET_USER, &(&id,), &(&id,)),
+///         &__CACHE_SPEC,
+///         ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,)),
 ///     )
 ///     .await
 /// }
@@ -166,7 +163,8 @@ mod view;
 /// /// Invalidates every entry of `get_user`, whatever its arguments, in O(1): ...
 /// #[allow(dead_code)]
 /// async fn get_user_invalidate_all() -> ::cache_runtime::Result<()> {
-///     ::cache_runtime::__private::invalidate_query(__CACHE_SPEC_GET_USER).await
+///     static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = /* the same */;
+///     ::cache_runtime::__private::invalidate_query(&__CACHE_SPEC).await
 /// }
 /// ```
 ///
@@ -218,9 +216,11 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # Equivalent code without the macro
 ///
 /// ```text
-/// #[doc(hidden)]
-/// const __CACHE_SPEC_USERS_PAGE: &::cache_runtime::__private::ViewSpec =
-///     &::cache_runtime::__private::ViewSpec {
+/// async fn users_page(
+///     __cache_req: ::cache_runtime::__private::ViewRequest,
+///     State(db): State<SqlitePool>,
+/// ) -> ::cache_runtime::__private::ViewResponse {
+///     static __CACHE_SPEC: ::cache_runtime::__private::ViewSpec = ::cache_runtime::__private::ViewSpec {
 ///         function: ::core::concat!(::core::module_path!(), "::", "users_page"),
 ///         version: 1,
 ///         ttl: ::core::option::Option::Some(900),
@@ -229,12 +229,7 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 ///         tags: &["users"],
 ///         cache: ::core::option::Option::None,
 ///     };
-///
-/// async fn users_page(
-///     __cache_req: ::cache_runtime::__private::ViewRequest,
-///     State(db): State<SqlitePool>,
-/// ) -> ::cache_runtime::__private::ViewResponse {
-///     ::cache_runtime::__private::cached_view(__CACHE_SPEC_USERS_PAGE, __cache_req, async move {
+///     ::cache_runtime::__private::cached_view(&__CACHE_SPEC, __cache_req, async move {
 ///         // The declared return type still types the body (an `impl Trait` one through a
 ///         // function with the same bounds).
 ///         let __cache_ret: Html<String> = { /* render */ };
@@ -246,13 +241,15 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 /// /// Invalidates the responses `users_page` cached for one URL: ...
 /// #[allow(dead_code)]
 /// async fn users_page_invalidate(path_and_query: &str) -> ::cache_runtime::Result<()> {
-///     ::cache_runtime::__private::invalidate_view_path(__CACHE_SPEC_USERS_PAGE, path_and_query).await
+///     static __CACHE_SPEC: ::cache_runtime::__private::ViewSpec = /* the same */;
+///     ::cache_runtime::__private::invalidate_view_path(&__CACHE_SPEC, path_and_query).await
 /// }
 ///
 /// /// Invalidates every response `users_page` cached, all URLs and `vary` values, in O(1): ...
 /// #[allow(dead_code)]
 /// async fn users_page_invalidate_all() -> ::cache_runtime::Result<()> {
-///     ::cache_runtime::__private::invalidate_view(__CACHE_SPEC_USERS_PAGE).await
+///     static __CACHE_SPEC: ::cache_runtime::__private::ViewSpec = /* the same */;
+///     ::cache_runtime::__private::invalidate_view(&__CACHE_SPEC).await
 /// }
 /// ```
 #[proc_macro_attribute]

@@ -66,7 +66,7 @@ pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
         },
     };
     let companions = if query.args.companions {
-        companions(query, func, path, &new_key)
+        companions(query, func, &spec, &new_key)
     } else {
         TokenStream::new()
     };
@@ -108,12 +108,8 @@ fn args_tuple(args: &[Ident]) -> TokenStream {
 
 /// `{name}_invalidate(key params)` and `{name}_invalidate_all()`, next to the function with its
 /// visibility and `#[cfg]`s. In an `impl` block they are associated functions (no receiver).
-fn companions(
-    query: &Query<'_>,
-    func: &ItemFn,
-    spec: &TokenStream,
-    new_key: &TokenStream,
-) -> TokenStream {
+fn companions(query: &Query<'_>, func: &ItemFn, spec: &Spec, new_key: &TokenStream) -> TokenStream {
+    let Spec { local, path, .. } = spec;
     let ItemFn {
         attrs, vis, sig, ..
     } = func;
@@ -144,13 +140,15 @@ fn companions(
         #[doc = #entry_doc]
         #entry_allows
         #vis async fn #entry #generics (#(#params),*) -> ::cache_runtime::Result<()> #where_clause {
-            #private::invalidate_entry(#spec, #new_key).await
+            #local
+            #private::invalidate_entry(#path, #new_key).await
         }
         #cfgs
         #[doc = #all_doc]
         #all_allows
         #vis async fn #all() -> ::cache_runtime::Result<()> {
-            #private::invalidate_query(#spec).await
+            #local
+            #private::invalidate_query(#path).await
         }
     }
 }
@@ -409,29 +407,33 @@ mod tests {
             The cache's error when the invalidation did not happen (the cache is unreachable, a \
             timeout): what it names may still be served, so retry, or report the failure \
             instead of treating the write as done.";
-        // The spec once, as a hidden `const` the function and its companions name.
+        // A free function's spec is a `static` in each body: a macro cannot tell a module
+        // (no `Self`) from an `impl` (no free items) when there is no receiver.
+        let static_spec =
+            quote!(static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = #spec;);
         let expected = quote! {
-            #[doc(hidden)]
-            const __CACHE_SPEC_GET_USER: &::cache_runtime::__private::QuerySpec = &#spec;
             #[doc = r" docs"]
             pub async fn get_user(db: &Pool, id: i64) -> Result<User, sqlx::Error> {
-                let __cache_key = ::cache_runtime::__private::Key::new(__CACHE_SPEC_GET_USER, &(&id,), &(&id,));
+                #static_spec
+                let __cache_key = ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,));
                 ::cache_runtime::__private::cached_result::<_, _, ::cache_runtime::codec::CacheDefault, _>(
-                    __CACHE_SPEC_GET_USER, __cache_key, async move { BODY }
+                    &__CACHE_SPEC, __cache_key, async move { BODY }
                 ).await
             }
             #[doc = #entry_doc]
             #[allow(dead_code)]
             pub async fn get_user_invalidate(id: i64) -> ::cache_runtime::Result<()> {
+                #static_spec
                 ::cache_runtime::__private::invalidate_entry(
-                    __CACHE_SPEC_GET_USER,
-                    ::cache_runtime::__private::Key::new(__CACHE_SPEC_GET_USER, &(&id,), &(&id,))
+                    &__CACHE_SPEC,
+                    ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,))
                 ).await
             }
             #[doc = #all_doc]
             #[allow(dead_code)]
             pub async fn get_user_invalidate_all() -> ::cache_runtime::Result<()> {
-                ::cache_runtime::__private::invalidate_query(__CACHE_SPEC_GET_USER).await
+                #static_spec
+                ::cache_runtime::__private::invalidate_query(&__CACHE_SPEC).await
             }
         };
         assert_eq!(expand_ok(args, item), norm(expected));
@@ -477,22 +479,18 @@ mod tests {
             "{out}"
         );
         assert_eq!(out.matches("#[doc=").count(), 2, "{out}");
-        let key = norm(quote!(Key::new(__CACHE_SPEC_F, &(&a, &b,), &())));
+        let key = norm(quote!(Key::new(&__CACHE_SPEC, &(&a, &b,), &())));
         assert_eq!(out.matches(&key).count(), 2, "{out}");
-        assert!(out.contains(&norm("invalidate_entry(__CACHE_SPEC_F,")));
-        assert!(out.contains(&norm(quote!(invalidate_query(__CACHE_SPEC_F).await))));
-        // The spec is emitted once, before the function, and named by all three.
-        assert!(
-            out.starts_with(&norm(
-                "#[doc(hidden)] const __CACHE_SPEC_F: &::cache_runtime::__private::QuerySpec = \
-                 &::cache_runtime::__private::QuerySpec { \
-                 function: ::core::concat!(::core::module_path!(), \"::\", \"f\"), \
-                 template: ::core::option::Option::None,"
-            )),
-            "{out}"
+        assert!(out.contains(&norm("invalidate_entry(&__CACHE_SPEC,")));
+        assert!(out.contains(&norm(quote!(invalidate_query(&__CACHE_SPEC).await))));
+        // The spec is a `static` at the top of each of the three bodies.
+        let spec = norm(
+            "static __CACHE_SPEC: ::cache_runtime::__private::QuerySpec = \
+             ::cache_runtime::__private::QuerySpec { \
+             function: ::core::concat!(::core::module_path!(), \"::\", \"f\"), \
+             template: ::core::option::Option::None,",
         );
-        assert_eq!(out.matches("QuerySpec{").count(), 1, "{out}");
-        assert_eq!(out.matches("__CACHE_SPEC_F").count(), 6, "{out}");
+        assert_eq!(out.matches(&spec).count(), 3, "{out}");
         // `impl Serialize` may not be `Send`; nothing else applies.
         assert!(
             out.contains(&norm(
@@ -531,7 +529,7 @@ mod tests {
             )),
             "{out}"
         );
-        assert!(out.contains(&norm(quote!(Key::new(__CACHE_SPEC_F, &(&b, &a, &b,), &())))));
+        assert!(out.contains(&norm(quote!(Key::new(&__CACHE_SPEC, &(&b, &a, &b,), &())))));
         // Copied lifetimes may be unused or elidable there.
         assert!(
             out.contains(&norm(quote!(
@@ -709,7 +707,7 @@ mod tests {
             ),
         );
         let key = norm(quote!(Key::new(
-            __CACHE_SPEC_USER,
+            &__CACHE_SPEC,
             &(&id,),
             &(&tenant, &id, &tenant,)
         )));
@@ -782,10 +780,10 @@ mod tests {
             out.contains(&norm("async fn type_invalidate_all()")),
             "{out}"
         );
-        // On the spec, the function and both companions.
+        // On the function and both companions.
         assert_eq!(
             out.matches(&norm(quote!(#[cfg(feature = "db")]))).count(),
-            4,
+            3,
             "{out}"
         );
         assert_eq!(out.matches(&norm(quote!(#[must_use]))).count(), 1, "{out}");
@@ -886,7 +884,7 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains(&norm(quote!(Key::new(__CACHE_SPEC_F, &(), &())))),
+            out.contains(&norm(quote!(Key::new(&__CACHE_SPEC, &(), &())))),
             "{out}"
         );
     }
@@ -1009,10 +1007,10 @@ mod tests {
             },
         );
         let head = norm(
-            "}; #[must_use] pub(crate) async unsafe fn f<'a>(x: &'a str) -> u32 where 'a: 'a { \
-             #![allow(unused)] let __cache_key",
+            "#[must_use] pub(crate) async unsafe fn f<'a>(x: &'a str) -> u32 where 'a: 'a { \
+             #![allow(unused)] static __CACHE_SPEC",
         );
-        assert!(out.contains(&head), "{out}");
+        assert!(out.starts_with(&head), "{out}");
         assert!(
             out.contains(&norm("async move { 1 }).await } #[doc =")),
             "{out}"

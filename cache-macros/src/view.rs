@@ -37,7 +37,8 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
     let (outer, inner) = item::split_attrs(attrs);
     let defaultness = &modifiers.defaultness;
     let ty = quote!(::cache_runtime::__private::ViewSpec);
-    let Spec { item, local, path } = item::spec(sig, attrs, ty, spec(args, &sig.ident), true);
+    let spec = item::spec(sig, attrs, ty, spec(args, &sig.ident), true);
+    let Spec { item, local, path } = &spec;
     // Keep the user's declared return type in play: it pins the body's type where it can be
     // named, and keeps its imports used where it is `impl Trait`.
     let body = block.to_token_stream();
@@ -67,7 +68,7 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
         syn::parse_quote!(#req: ::cache_runtime::__private::ViewRequest),
     );
     sig.output = syn::parse_quote!(-> ::cache_runtime::__private::ViewResponse);
-    let companions = companions(func, &path);
+    let companions = companions(func, &spec);
     quote! {
         #item
         #(#outer)*
@@ -104,7 +105,8 @@ fn spec(args: &ViewArgs, name: &Ident) -> TokenStream {
 
 /// `{name}_invalidate(path_and_query)` and `{name}_invalidate_all()`, next to the handler with
 /// its visibility and `#[cfg]`s.
-fn companions(func: &ItemFn, spec: &TokenStream) -> TokenStream {
+fn companions(func: &ItemFn, spec: &Spec) -> TokenStream {
+    let Spec { local, path, .. } = spec;
     let ItemFn {
         attrs, vis, sig, ..
     } = func;
@@ -129,13 +131,15 @@ fn companions(func: &ItemFn, spec: &TokenStream) -> TokenStream {
         #[doc = #entry_doc]
         #[allow(#(#entry_lints),*)]
         #vis async fn #entry(path_and_query: &str) -> ::cache_runtime::Result<()> {
-            #private::invalidate_view_path(#spec, path_and_query).await
+            #local
+            #private::invalidate_view_path(#path, path_and_query).await
         }
         #cfgs
         #[doc = #all_doc]
         #[allow(#(#all_lints),*)]
         #vis async fn #all() -> ::cache_runtime::Result<()> {
-            #private::invalidate_view(#spec).await
+            #local
+            #private::invalidate_view(#path).await
         }
     }
 }
@@ -211,10 +215,9 @@ mod tests {
             the invalidation did not happen (the cache is unreachable, a timeout): what it names \
             may still be served, so retry, or report the failure instead of treating the write \
             as done.";
-        let expected = quote! {
-            #[doc(hidden)]
-            const __CACHE_SPEC_PAGE: &::cache_runtime::__private::ViewSpec =
-                &::cache_runtime::__private::ViewSpec {
+        let spec = quote! {
+            static __CACHE_SPEC: ::cache_runtime::__private::ViewSpec =
+                ::cache_runtime::__private::ViewSpec {
                     function: ::core::concat!(::core::module_path!(), "::", "page"),
                     version: 1,
                     ttl: ::core::option::Option::Some(900),
@@ -223,12 +226,15 @@ mod tests {
                     tags: &["users"],
                     cache: ::core::option::Option::None,
                 };
+        };
+        let expected = quote! {
             #[doc = r" docs"]
             pub async fn page(
                 __cache_req: ::cache_runtime::__private::ViewRequest,
                 State(db): State<Db>
             ) -> ::cache_runtime::__private::ViewResponse {
-                ::cache_runtime::__private::cached_view(__CACHE_SPEC_PAGE, __cache_req, async move {
+                #spec
+                ::cache_runtime::__private::cached_view(&__CACHE_SPEC, __cache_req, async move {
                     let __cache_ret: Html<String> = { render(db) };
                     __cache_ret
                 })
@@ -237,12 +243,14 @@ mod tests {
             #[doc = #entry_doc]
             #[allow(dead_code)]
             pub async fn page_invalidate(path_and_query: &str) -> ::cache_runtime::Result<()> {
-                ::cache_runtime::__private::invalidate_view_path(__CACHE_SPEC_PAGE, path_and_query).await
+                #spec
+                ::cache_runtime::__private::invalidate_view_path(&__CACHE_SPEC, path_and_query).await
             }
             #[doc = #all_doc]
             #[allow(dead_code)]
             pub async fn page_invalidate_all() -> ::cache_runtime::Result<()> {
-                ::cache_runtime::__private::invalidate_view(__CACHE_SPEC_PAGE).await
+                #spec
+                ::cache_runtime::__private::invalidate_view(&__CACHE_SPEC).await
             }
         };
         assert_eq!(out, norm(expected));
@@ -299,16 +307,16 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("\"type\""), "{out}");
-        assert!(out.contains("const__CACHE_SPEC_TYPE:"), "{out}");
+        assert!(out.contains("static__CACHE_SPEC:"), "{out}");
         assert!(
             out.contains("asyncfntype_invalidate(path_and_query"),
             "{out}"
         );
         assert!(out.contains("asyncfntype_invalidate_all()"), "{out}");
-        // The spec, the handler and both companions exist exactly when the handler does.
+        // The handler and both companions exist exactly when the handler does.
         assert_eq!(
             out.matches(&norm("#[cfg(feature = \"web\")]")).count(),
-            4,
+            3,
             "{out}"
         );
     }

@@ -78,40 +78,41 @@ pub(crate) trait Filler {
 /// key and process) and stores what may be stored. Without a plan (no cache, a key that
 /// cannot be built) it runs `body` uncached.
 ///
-/// Callers hand their future straight to this one rather than awaiting it inside another
-/// `async fn` of theirs: an `async fn` keeps its arguments beside the futures it awaits,
-/// so each such layer would double the size of nested cached calls (a page calling a query
-/// calling a query).
-pub(crate) async fn run<F: Filler>(
+/// Not an `async fn`, and callers hand their future straight to it rather than awaiting it
+/// inside an `async fn` of their own: an `async fn` keeps a by-value argument twice (as
+/// passed, and as the local it binds), so every such layer would double the size of nested
+/// cached calls (a page calling a query calling a query). The `async move` block below
+/// holds `body` once, and only a miss moves it to the heap.
+#[allow(clippy::manual_async_fn)] // on purpose: see above
+pub(crate) fn run<F: Filler>(
     plan: Option<Plan>,
     filler: F,
     body: impl Future<Output = F::Out>,
-) -> F::Answer {
-    let Some(plan) = plan else {
-        // Nothing can be checked about what this call reads: an enclosing fill must not
-        // store a value built from it.
-        deps::taint();
-        // Awaited through a box: awaiting `body` in place would give it a second slot.
-        return filler.pass(Box::pin(body).await);
-    };
-    if let Ok(Some(answer)) = cached_answer(&plan, &filler).await {
-        return answer;
-    }
-    // Only a miss pays for moving the body to the heap, which keeps this future (and every
-    // cached call it is nested in) about as small as the body itself.
-    let body = Box::pin(body);
-    let joined = Instant::now();
-    match plan.cache.inner.flights.join(&plan.key) {
-        Join::Leader(leader) => lead(&plan, &filler, leader, body).await,
-        Join::Follower(slot) => {
-            if let Some(shared) = flight::wait(slot).await
-                && let Some(answer) = follow(&plan, &filler, &shared, joined).await
-            {
-                return answer;
-            }
-            // The leader had nothing this call may serve: run uncached.
+) -> impl Future<Output = F::Answer> {
+    async move {
+        let Some(plan) = plan else {
+            // Nothing can be checked about what this call reads: an enclosing fill must
+            // not store a value built from it.
             deps::taint();
-            filler.pass(body.await)
+            return filler.pass(Box::pin(body).await);
+        };
+        if let Ok(Some(answer)) = cached_answer(&plan, &filler).await {
+            return answer;
+        }
+        let body = Box::pin(body);
+        let joined = Instant::now();
+        match plan.cache.inner.flights.join(&plan.key) {
+            Join::Leader(leader) => lead(&plan, &filler, leader, body).await,
+            Join::Follower(slot) => {
+                if let Some(shared) = flight::wait(slot).await
+                    && let Some(answer) = follow(&plan, &filler, &shared, joined).await
+                {
+                    return answer;
+                }
+                // The leader had nothing this call may serve: run uncached.
+                deps::taint();
+                filler.pass(body.await)
+            }
         }
     }
 }

@@ -73,19 +73,26 @@ impl<S: Send + Sync> FromRequestParts<S> for ViewRequest {
 /// assert_eq!(cache.stats().hits, 1);
 /// # });
 /// ```
-pub async fn cached_view<R, F>(spec: &'static ViewSpec, req: ViewRequest, fut: F) -> Response
+pub fn cached_view<R, F>(
+    spec: &'static ViewSpec,
+    req: ViewRequest,
+    fut: F,
+) -> impl Future<Output = Response>
 where
     R: IntoResponse,
     F: Future<Output = R>,
 {
-    let cache = resolve(spec.cache.map(|f| f()), spec.function);
-    let run = async move { Ok::<_, Infallible>(fut.await.into_response()) };
-    let response = match serve(&spec.rules(), cache, &req, run).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    response.map(|body| match body.into_untouched() {
-        Ok(body) => body,
-        Err(body) => Body::new(body),
-    })
+    // Boxed here, once: see `serve`.
+    let run = Box::pin(async move { Ok::<_, Infallible>(fut.await.into_response()) });
+    async move {
+        let cache = resolve(spec.cache.map(|f| f()), spec.function);
+        let response = match serve(&spec.rules(), cache, &req, run).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        response.map(|body| match body.into_untouched() {
+            Ok(body) => body,
+            Err(body) => Body::new(body),
+        })
+    }
 }

@@ -223,10 +223,8 @@ where
                 tags: &config.tags,
             };
             let cache = resolve(config.cache.clone(), "layer");
-            serve(&rules, cache, &view_request, async move {
-                inner.call(request).await
-            })
-            .await
+            let run = Box::pin(async move { inner.call(request).await });
+            serve(&rules, cache, &view_request, run).await
         })
     }
 }

@@ -70,6 +70,7 @@ mod response;
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -242,20 +243,20 @@ pub(crate) fn open_untrusted(value: &Opened) -> bool {
 /// A view's request through the cache: decides whether the cache applies at all, then runs
 /// the fill protocol with [`Responses`]. `run` produces the handler's response; it is only
 /// polled on a miss.
+///
+/// Callers box `run`: an `async fn` holds a by-value future argument twice (see
+/// [`fill::run`]), which the box makes cheap.
 pub(crate) async fn serve<V, B, E, F>(
     rules: &Rules<'_, V>,
     cache: Option<Cache>,
     request: &ViewRequest,
-    run: F,
+    run: Pin<Box<F>>,
 ) -> Result<Response<ViewBody<B>>, E>
 where
     V: AsRef<str>,
     B: Body<Data = Bytes>,
     F: Future<Output = Result<Response<B>, E>>,
 {
-    // Boxed once here, so the handler's future is not carried twice through every layer
-    // below (see `fill::run`).
-    let run = Box::pin(run);
     let head = match *request.method() {
         Method::GET => false,
         Method::HEAD => true,

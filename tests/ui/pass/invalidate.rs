@@ -51,10 +51,16 @@ impl Repo {
         run()
     }
 
-    // Without `self`, naming `Self` tells the macro it is in an `impl`
-    // (ui/fail/associated_fn_without_self.rs).
+    // Without `self`: an associated function the macro cannot tell from a free one.
     #[cached_query(key = "repo_total:{n}")]
-    async fn total(n: u32) -> usize
+    async fn total(n: u32) -> usize {
+        let _ = n;
+        run()
+    }
+
+    // Naming `Self` without `self`.
+    #[cached_query(key = "repo_named:{n}")]
+    async fn named(n: u32) -> usize
     where
         Self: Sized,
     {
