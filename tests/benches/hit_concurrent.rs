@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo bench -p cache-tests --bench hit_concurrent
+//! cargo bench -p cache-tests --bench hit_concurrent -- "(a)"    # only names holding "(a)"
 //! ```
 //! Variants on Redis (a private `redis-server`, or `CACHE_TEST_REDIS_URL`):
 //! - (a) ours: `#[cached_query]` hit, default codec (MessagePack with field names), lz4 off
@@ -396,7 +397,13 @@ fn main() {
         .build()
         .unwrap();
     let prefix = cache_tests::unique_prefix("hit_concurrent");
-    let variants = rt.block_on(variants(&redis_url, &prefix));
+    // `cargo bench ... -- TEXT` keeps the variants whose name holds TEXT (to profile one).
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let variants: Vec<Variant> = rt
+        .block_on(variants(&redis_url, &prefix))
+        .into_iter()
+        .filter(|v| filter.as_ref().is_none_or(|f| v.name.contains(f.as_str())))
+        .collect();
 
     let (rounds, limit) = if measuring() {
         (ROUNDS, Limit::Time(ROUND))
@@ -432,10 +439,12 @@ fn main() {
     println!("```sh\ncargo bench -p cache-tests --bench hit_concurrent\n```\n");
     for backend in ["redis", "memory"] {
         // The reference: (b) on Redis, the cached crate's `#[cached]` in memory.
+        if !variants.iter().any(|v| v.backend == backend) {
+            continue;
+        }
         let reference = variants
             .iter()
-            .position(|v| v.backend == backend && v.name.contains("`cached`"))
-            .unwrap();
+            .position(|v| v.backend == backend && v.name.contains("`cached`"));
         println!(
             "| {backend} | calls/s | p50 µs | p99 µs | CPU µs/call | Redis CPU µs/call | \
              bytes stored | calls/s vs `cached` | CPU vs `cached` |"
@@ -445,12 +454,21 @@ fn main() {
             if v.backend != backend {
                 continue;
             }
-            let r = &samples[reference];
-            let ratio =
-                |f: fn(&Sample) -> f64| median(s.iter().zip(r).map(|(a, b)| f(a) / f(b)).collect());
+            let ratio = |f: fn(&Sample) -> f64| match reference {
+                Some(r) => format!(
+                    "{:.3}",
+                    median(
+                        s.iter()
+                            .zip(&samples[r])
+                            .map(|(a, b)| f(a) / f(b))
+                            .collect()
+                    )
+                ),
+                None => "-".into(),
+            };
             let med = |f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
             println!(
-                "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} | {:.3} | {:.3} |",
+                "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {} |",
                 v.name,
                 med(|x| x.calls_per_s),
                 med(|x| x.p50_us),
