@@ -21,9 +21,13 @@
 //!
 //! After a 1 s warm-up of each, the four run twice in alternating order (1 2 3 4 1 2 3 4),
 //! so drift of the machine hits every target alike; the table shows both rounds and the mean.
+//! Beside req/s and latency, the CPU time the server, Redis and wrk each spent per request
+//! (from `/proc`): where the time goes, and a figure other load on the machine disturbs far
+//! less than req/s.
 //! wrk, the servers and Redis share this machine's cores: the ratios within one run are the
 //! point, not the absolute numbers.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -255,6 +259,41 @@ struct Target<'a> {
     name: &'static str,
     server: &'a Server,
     path: &'static str,
+    /// The pid of the Redis this target's requests reach, if any.
+    redis_pid: Option<u32>,
+}
+
+/// One timed run of one target, with the CPU each process spent on it.
+#[derive(Debug, Clone, Copy)]
+struct Measured {
+    wrk: WrkRun,
+    /// CPU µs per request of the server process, of Redis and of wrk (`None` where
+    /// `/proc` or the process is not there to read).
+    server_cpu: Option<f64>,
+    redis_cpu: Option<f64>,
+    wrk_cpu: Option<f64>,
+}
+
+fn measure(target: &Target, seconds: u64) -> anyhow::Result<Measured> {
+    let server_pid = target.server.child.id();
+    let server = cache_tests::cpu_time(server_pid);
+    let redis = target.redis_pid.and_then(cache_tests::cpu_time);
+    let client = cache_tests::children_cpu_time();
+    let wrk = wrk(&target.server.url(target.path), seconds)?;
+    let per_request = |before: Option<Duration>, after: Option<Duration>| {
+        Some((after? - before?).as_secs_f64() * 1e6 / wrk.requests as f64)
+    };
+    Ok(Measured {
+        wrk,
+        server_cpu: per_request(server, cache_tests::cpu_time(server_pid)),
+        redis_cpu: per_request(redis, target.redis_pid.and_then(cache_tests::cpu_time)),
+        wrk_cpu: per_request(client, cache_tests::children_cpu_time()),
+    })
+}
+
+/// `12.3`, or `-` when not measured.
+fn micros(value: Option<f64>) -> String {
+    value.map_or("-".into(), |v| format!("{v:.1}"))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -276,7 +315,14 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(cache_tests::redis_server_url);
     let dir = std::env::temp_dir().join(format!("wrk_load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = run(seconds, &app_binary, &ceiling_binary, &redis_url, &dir);
+    let redis_pid = redis.as_ref().and_then(|r| r.pid());
+    let result = run(
+        seconds,
+        &app_binary,
+        &ceiling_binary,
+        (&redis_url, redis_pid),
+        &dir,
+    );
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -285,7 +331,7 @@ fn run(
     seconds: u64,
     app_binary: &Path,
     ceiling_binary: &Path,
-    redis_url: &str,
+    (redis_url, redis_pid): (&str, Option<u32>),
     dir: &Path,
 ) -> anyhow::Result<()> {
     let memory_app = app(
@@ -323,21 +369,25 @@ fn run(
             name: "ceiling (axum, bytes from memory)",
             server: &ceiling,
             path: "/users/page",
+            redis_pid: None,
         },
         Target {
             name: "`/users/page` `#[cached_view]`, memory://",
             server: &memory_app,
             path: "/users/page",
+            redis_pid: None,
         },
         Target {
             name: "`/users/page` `#[cached_view]`, Redis",
             server: &redis_app,
             path: "/users/page",
+            redis_pid,
         },
         Target {
             name: "`/users` uncached",
             server: &memory_app,
             path: "/users",
+            redis_pid: None,
         },
     ];
 
@@ -356,26 +406,33 @@ fn run(
         rt.block_on(stats(&client, &memory_app))?,
         rt.block_on(stats(&client, &redis_app))?,
     );
+    let commands_before = rt.block_on(commandstats(redis_url))?;
     for target in &targets {
         wrk(&target.server.url(target.path), WARM_UP_SECONDS)?;
     }
     // runs[target][round]
-    let mut runs = vec![Vec::new(); targets.len()];
-    println!("| round | target | requests | req/s | p50 ms | p99 ms | vs ceiling |");
-    println!("|---:|---|---:|---:|---:|---:|---:|");
+    let mut runs: Vec<Vec<Measured>> = vec![Vec::new(); targets.len()];
+    println!(
+        "| round | target | requests | req/s | p50 ms | p99 ms | vs ceiling | \
+         server CPU µs/req | Redis CPU µs/req | wrk CPU µs/req |"
+    );
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for round in 0..ROUNDS {
         for (i, target) in targets.iter().enumerate() {
-            let run = wrk(&target.server.url(target.path), seconds)?;
-            let ceiling_rps: f64 = runs[0].get(round).map_or(run.rps, |c: &WrkRun| c.rps);
+            let run = measure(target, seconds)?;
+            let ceiling_rps = runs[0].get(round).map_or(run.wrk.rps, |c| c.wrk.rps);
             println!(
-                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.3} |",
+                "| {} | {} | {} | {:.0} | {:.2} | {:.2} | {:.3} | {} | {} | {} |",
                 round + 1,
                 target.name,
-                run.requests,
-                run.rps,
-                run.p50_ms,
-                run.p99_ms,
-                run.rps / ceiling_rps
+                run.wrk.requests,
+                run.wrk.rps,
+                run.wrk.p50_ms,
+                run.wrk.p99_ms,
+                run.wrk.rps / ceiling_rps,
+                micros(run.server_cpu),
+                micros(run.redis_cpu),
+                micros(run.wrk_cpu),
             );
             runs[i].push(run);
         }
@@ -384,25 +441,36 @@ fn run(
         rt.block_on(stats(&client, &memory_app))?,
         rt.block_on(stats(&client, &redis_app))?,
     );
+    let commands_after = rt.block_on(commandstats(redis_url))?;
 
-    let mean = |runs: &[WrkRun], f: fn(&WrkRun) -> f64| {
+    let mean = |runs: &[Measured], f: fn(&Measured) -> f64| {
         runs.iter().map(f).sum::<f64>() / runs.len() as f64
     };
-    let ceiling_rps = mean(&runs[0], |r| r.rps);
+    let mean_cpu = |runs: &[Measured], f: fn(&Measured) -> Option<f64>| {
+        let values: Option<Vec<f64>> = runs.iter().map(f).collect();
+        values.map(|v| v.iter().sum::<f64>() / v.len() as f64)
+    };
+    let ceiling_rps = mean(&runs[0], |r| r.wrk.rps);
     println!("\nMean of the {ROUNDS} rounds:\n");
-    println!("| target | req/s (rounds) | req/s | p50 ms | p99 ms | vs ceiling |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| target | req/s (rounds) | req/s | p50 ms | p99 ms | vs ceiling | \
+         server CPU µs/req | Redis CPU µs/req | wrk CPU µs/req |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
     for (target, runs) in targets.iter().zip(&runs) {
-        let rounds: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.rps)).collect();
-        let rps = mean(runs, |r| r.rps);
+        let rounds: Vec<String> = runs.iter().map(|r| format!("{:.0}", r.wrk.rps)).collect();
+        let rps = mean(runs, |r| r.wrk.rps);
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.3} |",
+            "| {} | {} | {:.0} | {:.2} | {:.2} | {:.3} | {} | {} | {} |",
             target.name,
             rounds.join(" / "),
             rps,
-            mean(runs, |r| r.p50_ms),
-            mean(runs, |r| r.p99_ms),
-            rps / ceiling_rps
+            mean(runs, |r| r.wrk.p50_ms),
+            mean(runs, |r| r.wrk.p99_ms),
+            rps / ceiling_rps,
+            micros(mean_cpu(runs, |r| r.server_cpu)),
+            micros(mean_cpu(runs, |r| r.redis_cpu)),
+            micros(mean_cpu(runs, |r| r.wrk_cpu)),
         );
     }
 
@@ -425,7 +493,52 @@ fn run(
             "{name}: the timed page requests were not all hits"
         );
     }
+
+    // What one page hit asks of Redis (warm-up and timed runs; nothing else used it).
+    let hits = after.1["hits"].as_u64().unwrap_or(0) - before.1["hits"].as_u64().unwrap_or(0);
+    println!("\nRedis per page hit (`INFO commandstats` over the runs):\n");
+    println!("| command | calls per hit | Redis µs per call |");
+    println!("|---|---:|---:|");
+    for (command, (calls, usec)) in &commands_after {
+        let (calls_before, usec_before) = commands_before.get(command).copied().unwrap_or((0, 0));
+        let (calls, usec) = (calls - calls_before, usec - usec_before);
+        if calls * 100 < hits {
+            continue; // INFO itself, setup: under one call per hundred hits
+        }
+        println!(
+            "| `{command}` | {:.2} | {:.2} |",
+            calls as f64 / hits as f64,
+            usec as f64 / calls as f64
+        );
+    }
     Ok(())
+}
+
+/// `INFO commandstats`: command → (calls, total µs).
+async fn commandstats(redis_url: &str) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
+    let mut conn = cache_tests::raw_connection(redis_url).await;
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await?;
+    Ok(parse_commandstats(&info))
+}
+
+/// `cmdstat_get:calls=12,usec=34,usec_per_call=2.83,...` lines.
+fn parse_commandstats(info: &str) -> BTreeMap<String, (u64, u64)> {
+    info.lines()
+        .filter_map(|line| {
+            let (command, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |name: &str| {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))?
+                    .parse::<u64>()
+                    .ok()
+            };
+            Some((command.to_owned(), (field("calls")?, field("usec")?)))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -474,6 +587,17 @@ Transfer/sec:      1.15GB
             "  Socket errors: connect 0, read 2, write 0, timeout 0\nRequests/sec:",
         );
         assert!(parse_wrk(&report).is_err());
+    }
+
+    #[test]
+    fn reads_redis_commandstats() {
+        let info = "# Commandstats\r\n\
+            cmdstat_evalsha:calls=10,usec=95,usec_per_call=9.50,rejected_calls=0,failed_calls=0\r\n\
+            cmdstat_get:calls=7,usec=14,usec_per_call=2.00,rejected_calls=0,failed_calls=0\r\n";
+        let stats = parse_commandstats(info);
+        assert_eq!(stats["evalsha"], (10, 95));
+        assert_eq!(stats["get"], (7, 14));
+        assert_eq!(stats.len(), 2);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //!
 //! ```text
 //! cargo bench -p cache-tests --bench hit_concurrent
+//! cargo bench -p cache-tests --bench hit_concurrent -- "(a)"    # only names holding "(a)"
 //! ```
 //! Variants on Redis (a private `redis-server`, or `CACHE_TEST_REDIS_URL`):
 //! - (a) ours: `#[cached_query]` hit, default codec (MessagePack with field names), lz4 off
@@ -21,7 +22,9 @@
 //!
 //! Each round runs every variant for `ROUND` in turn, the order reversed every other
 //! round so drift of the shared machine hits all alike; the tables give medians over the
-//! rounds, and the ratio to (b) is the median of the per-round ratios. Not a test: nothing
+//! rounds, and the ratio to (b) is the median of the per-round ratios. Beside wall-clock
+//! figures, the CPU time this process and redis-server spent per call (from `/proc`): what
+//! a hit costs, which other load on the machine disturbs far less than calls/s. Not a test: nothing
 //! here asserts a timing. Under `cargo test` (no `--bench`) it makes a few calls of each
 //! variant, checks they hit, and exits.
 
@@ -149,9 +152,13 @@ struct Variant {
 /// One round of one variant.
 #[derive(Clone, Copy, Debug)]
 struct Sample {
+    calls: usize,
     calls_per_s: f64,
     p50_us: f64,
     p99_us: f64,
+    /// CPU µs per call of this process (the 2 workers) and of redis-server.
+    cpu_us: f64,
+    redis_cpu_us: f64,
 }
 
 /// `TASKS` tasks call `call` until `limit` runs out (a time, or a number of calls each
@@ -190,10 +197,27 @@ async fn hammer(call: &Call, limit: Limit) -> Sample {
     latencies.sort_unstable();
     let at = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize] as f64 / 1e3;
     Sample {
+        calls: latencies.len(),
         calls_per_s: latencies.len() as f64 / elapsed,
         p50_us: at(0.50),
         p99_us: at(0.99),
+        cpu_us: 0.0,
+        redis_cpu_us: 0.0,
     }
+}
+
+/// [`hammer`], with the CPU time this process and redis-server spent on it, per call.
+async fn measure(call: &Call, limit: Limit, redis_pid: Option<u32>) -> Sample {
+    let me = std::process::id();
+    let cpu = |pid: Option<u32>| pid.and_then(cache_tests::cpu_time).unwrap_or_default();
+    let (own, redis) = (cpu(Some(me)), cpu(redis_pid));
+    let mut sample = hammer(call, limit).await;
+    let per_call = |before: Duration, after: Duration| {
+        after.saturating_sub(before).as_secs_f64() * 1e6 / sample.calls as f64
+    };
+    sample.cpu_us = per_call(own, cpu(Some(me)));
+    sample.redis_cpu_us = per_call(redis, cpu(redis_pid));
+    sample
 }
 
 #[derive(Clone, Copy)]
@@ -366,13 +390,20 @@ fn main() {
         .map(|s| s.url())
         .unwrap_or_else(cache_tests::redis_server_url);
     REDIS_URL.set(redis_url.clone()).unwrap();
+    let redis_pid = server.as_ref().and_then(|s| s.pid());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(WORKERS)
         .enable_all()
         .build()
         .unwrap();
     let prefix = cache_tests::unique_prefix("hit_concurrent");
-    let variants = rt.block_on(variants(&redis_url, &prefix));
+    // `cargo bench ... -- TEXT` keeps the variants whose name holds TEXT (to profile one).
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let variants: Vec<Variant> = rt
+        .block_on(variants(&redis_url, &prefix))
+        .into_iter()
+        .filter(|v| filter.as_ref().is_none_or(|f| v.name.contains(f.as_str())))
+        .collect();
 
     let (rounds, limit) = if measuring() {
         (ROUNDS, Limit::Time(ROUND))
@@ -391,7 +422,7 @@ fn main() {
                 order.reverse();
             }
             for i in order {
-                samples[i].push(hammer(&variants[i].call, limit).await);
+                samples[i].push(measure(&variants[i].call, limit, redis_pid).await);
             }
         }
     });
@@ -408,31 +439,49 @@ fn main() {
     println!("```sh\ncargo bench -p cache-tests --bench hit_concurrent\n```\n");
     for backend in ["redis", "memory"] {
         // The reference: (b) on Redis, the cached crate's `#[cached]` in memory.
+        if !variants.iter().any(|v| v.backend == backend) {
+            continue;
+        }
         let reference = variants
             .iter()
-            .position(|v| v.backend == backend && v.name.contains("`cached`"))
-            .unwrap();
+            .position(|v| v.backend == backend && v.name.contains("`cached`"));
         println!(
-            "| {backend} | calls/s | p50 µs | p99 µs | bytes stored | calls/s vs `cached` | \
-             p50 vs `cached` |"
+            "| {backend} | calls/s | p50 µs | p99 µs | CPU µs/call | Redis CPU µs/call | \
+             bytes stored | calls/s vs `cached` | CPU vs `cached` |"
         );
-        println!("|---|---:|---:|---:|---:|---:|---:|");
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         for (v, s) in variants.iter().zip(&samples) {
             if v.backend != backend {
                 continue;
             }
-            let r = &samples[reference];
-            let ratio =
-                |f: fn(&Sample) -> f64| median(s.iter().zip(r).map(|(a, b)| f(a) / f(b)).collect());
+            let ratio = |f: fn(&Sample) -> f64| match reference {
+                Some(r) => format!(
+                    "{:.3}",
+                    median(
+                        s.iter()
+                            .zip(&samples[r])
+                            .map(|(a, b)| f(a) / f(b))
+                            .collect()
+                    )
+                ),
+                None => "-".into(),
+            };
+            let med = |f: fn(&Sample) -> f64| median(s.iter().map(f).collect());
             println!(
-                "| {} | {:.0} | {:.0} | {:.0} | {} | {:.3} | {:.3} |",
+                "| {} | {:.0} | {:.0} | {:.0} | {:.1} | {} | {} | {} | {} |",
                 v.name,
-                median(s.iter().map(|x| x.calls_per_s).collect()),
-                median(s.iter().map(|x| x.p50_us).collect()),
-                median(s.iter().map(|x| x.p99_us).collect()),
+                med(|x| x.calls_per_s),
+                med(|x| x.p50_us),
+                med(|x| x.p99_us),
+                med(|x| x.cpu_us),
+                if backend == "redis" && redis_pid.is_some() {
+                    format!("{:.1}", med(|x| x.redis_cpu_us))
+                } else {
+                    "-".into()
+                },
                 v.stored,
                 ratio(|x| x.calls_per_s),
-                ratio(|x| x.p50_us),
+                ratio(|x| x.cpu_us),
             );
         }
         println!();

@@ -146,3 +146,48 @@ pub async fn test_cache(
     let cache = configure(builder).build().await.expect("test cache");
     (cache, url)
 }
+
+/// The CPU time (user + system, all threads) process `pid` has used so far, from
+/// `/proc/{pid}/stat`; `None` off Linux or once the process is gone.
+///
+/// Benchmarks divide its growth over a run by the work done: CPU per request or per call,
+/// which other load on a shared machine disturbs far less than wall-clock throughput, and
+/// which says in which process (server, Redis, client) the time goes. Resolution: one clock
+/// tick (10 ms), so runs should last seconds.
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    stat_cpu(&pid.to_string(), 11)
+}
+
+/// The CPU time used so far by this process's children that have ended and been waited for
+/// (`cutime` + `cstime`): around one `Command::output()` of a load generator, what it used.
+pub fn children_cpu_time() -> Option<Duration> {
+    stat_cpu("self", 13)
+}
+
+/// Two adjacent tick counters of `/proc/{pid}/stat`, summed. `first` counts the fields after
+/// the command name, which is in parentheses and may hold spaces: state is 0, utime 11,
+/// stime 12, cutime 13, cstime 14 (fields 14 to 17 of proc(5)).
+fn stat_cpu(pid: &str, first: usize) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let ticks =
+        fields.get(first)?.parse::<u64>().ok()? + fields.get(first + 1)?.parse::<u64>().ok()?;
+    Some(Duration::from_secs_f64(
+        ticks as f64 / clock_ticks_per_second(),
+    ))
+}
+
+/// `getconf CLK_TCK` (the kernel's USER_HZ), once; 100, its value on every common Linux,
+/// if that fails.
+fn clock_ticks_per_second() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}

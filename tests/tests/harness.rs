@@ -7,8 +7,8 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use cache_tests::{
-    MISSING_REDIS_SERVER, REDIS_URL_ENV, RedisServer, locate_redis_server, raw_connection,
-    redis_server_url, unique_prefix,
+    MISSING_REDIS_SERVER, REDIS_URL_ENV, RedisServer, children_cpu_time, cpu_time,
+    locate_redis_server, raw_connection, redis_server_url, unique_prefix,
 };
 
 /// Set in the child processes some tests start; names the child test to act as.
@@ -230,6 +230,17 @@ fn a_server_that_cannot_start_panics_with_its_log() {
 
 #[test]
 fn drop_kills_even_a_paused_server_and_removes_its_dir() {
+    // A child that spins shows in this process's children's time once waited for.
+    let children = children_cpu_time().expect("children's CPU time");
+    let status = Command::new("/bin/sh")
+        .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        children_cpu_time().unwrap() > children,
+        "the child's CPU time was not counted"
+    );
     let server = RedisServer::start();
     let pid = server.pid().unwrap();
     let dir = server_dir(&server);
@@ -246,6 +257,37 @@ async fn shared_server_is_started_once() {
     assert_eq!(redis_server_url(), url);
     let mut conn = raw_connection(&url).await;
     assert_eq!(ping(&mut conn).await.unwrap(), "PONG");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn cpu_time_grows_with_work_and_ends_with_the_process() {
+    let me = std::process::id();
+    let before = cpu_time(me).expect("this process's CPU time");
+    // Spin until 50 ms of CPU show (a few clock ticks), however loaded the machine is.
+    let start = Instant::now();
+    while cpu_time(me).unwrap() < before + Duration::from_millis(50) {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "spinning shows no CPU time"
+        );
+    }
+    // A child that spins shows in this process's children's time once waited for.
+    let children = children_cpu_time().expect("children's CPU time");
+    let status = Command::new("/bin/sh")
+        .args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    assert!(
+        children_cpu_time().unwrap() > children,
+        "the child's CPU time was not counted"
+    );
+    let server = RedisServer::start();
+    let pid = server.pid().unwrap();
+    assert!(cpu_time(pid).is_some());
+    drop(server);
+    assert_eq!(cpu_time(pid), None, "a killed server has no CPU time");
 }
 
 #[test]
