@@ -1,5 +1,11 @@
-//! The Redis backend: redis-rs `ConnectionManager` (multiplexed, reconnecting) on the
-//! cache's own I/O runtime ([`super::io`]), every operation bounded by the cache's timeout.
+//! The Redis backend: redis-rs `ConnectionManager` (multiplexed, reconnecting), every
+//! operation bounded by the cache's timeout.
+//!
+//! Commands go out from the caller's task, with no hop to another thread. A `Cache` may
+//! outlive the tokio runtime that first used it (built in a set-up runtime, shared by many
+//! `#[tokio::test]`s): the connection's driver task died with that runtime, so an operation
+//! that finds the connection dropped is tried once more, on the connection redis-rs has
+//! meanwhile opened from the caller's runtime, within the same deadline.
 //!
 //! Only plain commands, no scripts: `MGET` (a hit: the entry and its generations, read at
 //! one instant), `SET` (`NX` to create a generation), `GET`, `MULTI`/`SET`/`UNLINK`/`EXEC`
@@ -48,27 +54,27 @@ impl RedisBackend {
         Ok(RedisBackend { conn, timeout })
     }
 
-    /// Runs one operation on the I/O runtime, within the timeout.
+    /// Runs one operation within the timeout; once more when the connection was dropped.
     async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
     where
-        T: Send + 'static,
-        F: FnOnce(ConnectionManager) -> Fut,
-        Fut: Future<Output = redis::RedisResult<T>> + Send + 'static,
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let task = io::spawn(f(self.conn.clone()));
-        let abort = task.abort_handle();
-        match tokio::time::timeout(self.timeout, task).await {
-            Ok(Ok(Ok(v))) => Ok(v),
-            Ok(Ok(Err(e))) if e.is_timeout() => Err(Error::with_source(ErrorKind::Timeout, op, e)),
-            Ok(Ok(Err(e))) => Err(Error::with_source(ErrorKind::Backend, op, e)),
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut answer = tokio::time::timeout_at(deadline, f(self.conn.clone())).await;
+        if let Ok(Err(e)) = &answer
+            && (e.is_connection_dropped() || e.is_unrecoverable_error())
+        {
+            answer = tokio::time::timeout_at(deadline, f(self.conn.clone())).await;
+        }
+        match answer {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) if e.is_timeout() => Err(Error::with_source(ErrorKind::Timeout, op, e)),
             Ok(Err(e)) => Err(Error::with_source(ErrorKind::Backend, op, e)),
-            Err(_) => {
-                abort.abort();
-                Err(Error::new(
-                    ErrorKind::Timeout,
-                    format!("{op}: no answer from Redis within {:?}", self.timeout),
-                ))
-            }
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("{op}: no answer from Redis within {:?}", self.timeout),
+            )),
         }
     }
 
@@ -97,10 +103,11 @@ fn glob_escape(prefix: &str) -> String {
 impl Backend for RedisBackend {
     async fn mget(&self, keys: Vec<String>) -> Result<Vec<Option<Bytes>>> {
         let n = keys.len();
+        let mut cmd = redis::cmd("MGET");
+        cmd.arg(&keys);
+        let cmd = &cmd;
         let values: Vec<Option<Vec<u8>>> = self
-            .run("MGET", |mut c| async move {
-                redis::cmd("MGET").arg(&keys).query_async(&mut c).await
-            })
+            .run("MGET", |mut c| async move { cmd.query_async(&mut c).await })
             .await?;
         if values.len() != n {
             return Err(Error::new(
@@ -115,6 +122,7 @@ impl Backend for RedisBackend {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(&value[..]);
         px(&mut cmd, ttl);
+        let cmd = &cmd;
         self.run(
             "SET",
             |mut c| async move { cmd.query_async::<()>(&mut c).await },
@@ -135,6 +143,7 @@ impl Backend for RedisBackend {
             pipe.add_command(set).ignore();
             pipe.cmd("GET").arg(key);
         }
+        let pipe = &pipe;
         let values: Vec<Option<Vec<u8>>> = self
             .run("SET NX + GET", |mut c| async move {
                 pipe.query_async(&mut c).await
@@ -164,6 +173,7 @@ impl Backend for RedisBackend {
         if let Some(delete) = delete {
             pipe.cmd("UNLINK").arg(delete).ignore();
         }
+        let pipe = &pipe;
         self.run("MULTI SET UNLINK", |mut c| async move {
             pipe.query_async::<()>(&mut c).await
         })
@@ -171,6 +181,7 @@ impl Backend for RedisBackend {
     }
 
     async fn delete(&self, key: String) -> Result<bool> {
+        let key = &key;
         let n: u64 = self
             .run("UNLINK", |mut c| async move {
                 redis::cmd("UNLINK").arg(key).query_async(&mut c).await
@@ -184,9 +195,9 @@ impl Backend for RedisBackend {
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
-            let pattern = pattern.clone();
+            let pattern = &pattern;
             let (next, keys): (u64, Vec<Vec<u8>>) = self
-                .run("SCAN", move |mut c| async move {
+                .run("SCAN", |mut c| async move {
                     redis::cmd("SCAN")
                         .arg(cursor)
                         .arg("MATCH")
@@ -198,6 +209,7 @@ impl Backend for RedisBackend {
                 })
                 .await?;
             if !keys.is_empty() {
+                let keys = &keys;
                 let n: u64 = self
                     .run("UNLINK", |mut c| async move {
                         redis::cmd("UNLINK").arg(keys).query_async(&mut c).await

@@ -156,12 +156,15 @@ impl Cache {
         }
     }
 
-    /// Starts connecting in the background so the first request finds a warm connection.
+    /// Starts connecting in the background so the first request finds a warm connection,
+    /// from the runtime building the cache (where the app's requests will most likely run).
     pub(crate) fn warm_up(&self) {
         #[cfg(feature = "redis")]
-        if matches!(self.inner.backend, AnyBackend::Redis(_)) {
+        if matches!(self.inner.backend, AnyBackend::Redis(_))
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
             let cache = self.clone();
-            crate::backend::io::spawn(async move {
+            runtime.spawn(async move {
                 if let AnyBackend::Redis(redis) = &cache.inner.backend
                     && let Err(e) = redis.ping().await
                 {
