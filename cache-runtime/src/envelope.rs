@@ -152,6 +152,11 @@ impl Writer {
         &mut self.buf
     }
 
+    /// Records the schema fingerprint of the payload's type, known once it is written.
+    pub(crate) fn set_fingerprint(&mut self, fingerprint: u64) {
+        self.buf[26..34].copy_from_slice(&fingerprint.to_le_bytes());
+    }
+
     /// The finished envelope.
     pub(crate) fn seal(mut self, compression: Compression) -> Bytes {
         compress(&mut self.buf, self.payload_start, compression);

@@ -62,14 +62,9 @@ pub(crate) trait Filler {
     /// The answer from a stored or shared value; `None` when the value is not of this
     /// kind or does not decode (a miss).
     fn answer(&self, value: &Opened) -> Option<Self::Answer>;
-    /// The answer from the body's output, appending the payload to store to `payload`;
-    /// false when nothing is to be stored.
-    fn finish(
-        &self,
-        out: Self::Out,
-        header: &Header,
-        payload: &mut Vec<u8>,
-    ) -> (Self::Answer, bool);
+    /// The answer from the body's output, writing the payload to store into `writer`
+    /// (the envelope's header is in it already); false when nothing is to be stored.
+    fn finish(&self, out: Self::Out, header: &Header, writer: &mut Writer) -> (Self::Answer, bool);
     /// The answer from the body's output when nothing is stored.
     fn pass(&self, out: Self::Out) -> Self::Answer;
 }
@@ -182,7 +177,7 @@ async fn lead<F: Filler>(
     let Some(mut writer) = writer else {
         return filler.pass(out);
     };
-    let (answer, stored) = filler.finish(out, &header, writer.payload());
+    let (answer, stored) = filler.finish(out, &header, &mut writer);
     if !stored {
         return answer;
     }

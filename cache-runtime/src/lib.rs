@@ -43,6 +43,7 @@ pub mod fuzz;
 mod invalidate;
 pub mod key;
 mod query;
+mod schema;
 mod stats;
 mod value;
 #[cfg(feature = "view")]

@@ -7,11 +7,11 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{CodecKind, SelectCodec};
-use crate::envelope::{Header, Kind, Opened};
+use crate::envelope::{Header, Kind, Opened, Writer};
 use crate::fill::Filler;
 
-/// Appends the encoding of a value to a payload.
-type Encode<T> = fn(CodecKind, &T, &mut Vec<u8>) -> crate::Result<()>;
+/// Appends the encoding of a value to a payload; returns its schema fingerprint (0: none).
+type Encode<T> = fn(CodecKind, &T, &mut Vec<u8>) -> crate::Result<u64>;
 
 /// How a query's values are read and written: the codec's payload in an envelope of kind
 /// [`Kind::Value`]; only values `cacheable` picks out are stored.
@@ -71,17 +71,20 @@ where
         if value.header.kind != Kind::Value || value.header.codec != C::codec_id(self.codec) {
             return None;
         }
-        C::decode_with(self.codec, &value.payload)
+        C::decode_with(self.codec, &value.payload, value.header.fingerprint)
             .ok()
             .map(self.wrap)
     }
 
-    fn finish(&self, out: O, _header: &Header, payload: &mut Vec<u8>) -> (O, bool) {
+    fn finish(&self, out: O, _header: &Header, writer: &mut Writer) -> (O, bool) {
         let (Some(value), Some(encode)) = ((self.cacheable)(&out), self.encode) else {
             return (out, false);
         };
-        match encode(self.codec, value, payload) {
-            Ok(()) => (out, true),
+        match encode(self.codec, value, writer.payload()) {
+            Ok(fingerprint) => {
+                writer.set_fingerprint(fingerprint);
+                (out, true)
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cache: value not encodable; not stored");
                 (out, false)

@@ -60,7 +60,7 @@ impl Cache {
         let header = Header::new(Kind::Value, codec, ttl, Duration::ZERO);
         let mut writer = Writer::new(&header, deps.iter().map(|(n, g)| (n.as_str(), *g)), 64)
             .ok_or_else(|| Error::new(ErrorKind::Codec, "the value's dependencies do not fit"))?;
-        CacheDefault::encode_with(self.inner.codec, value, writer.payload())?;
+        CacheDefault::encode_plain(self.inner.codec, value, writer.payload())?;
         let bytes = writer.seal(self.compression());
         if bytes.len() > self.inner.max_value_size {
             return Err(Error::new(

@@ -81,7 +81,7 @@ use http_body::Body;
 use crate::cache::Cache;
 use crate::cache::default::current;
 use crate::deps;
-use crate::envelope::{Header, Kind, Opened};
+use crate::envelope::{Header, Kind, Opened, Writer};
 use crate::fill::{self, Filler, Plan};
 use crate::invalidate::require;
 use crate::key::{self, generation};
@@ -380,18 +380,13 @@ impl<V: AsRef<str>, B: Body<Data = Bytes>, E> Filler for Responses<'_, V, B, E> 
         )))
     }
 
-    fn finish(
-        &self,
-        out: Self::Out,
-        header: &Header,
-        payload: &mut Vec<u8>,
-    ) -> (Self::Answer, bool) {
+    fn finish(&self, out: Self::Out, header: &Header, writer: &mut Writer) -> (Self::Answer, bool) {
         let (mut parts, body) = match out {
             Ok(Prepared::Buffered(parts, body)) => (parts, body),
             other => return (self.pass(other), false),
         };
         response::prepare(&mut parts.headers, &body, self.vary);
-        response::write_payload(parts.status, &parts.headers, &body, payload);
+        response::write_payload(parts.status, &parts.headers, &body, writer.payload());
         response::add_freshness(&mut parts.headers, header.filled_at(), header.ttl());
         if parts.status.is_success()
             && response::matches_none_match(self.request_headers, parts.headers.get(header::ETAG))
