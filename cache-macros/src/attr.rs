@@ -30,6 +30,9 @@ mod kw {
     syn::custom_keyword!(companions);
     syn::custom_keyword!(vary);
     syn::custom_keyword!(statuses);
+    syn::custom_keyword!(lease);
+    syn::custom_keyword!(early);
+    syn::custom_keyword!(stale);
 }
 
 /// An argument name, of either macro.
@@ -45,6 +48,9 @@ pub(crate) enum Arg {
     Companions,
     Vary,
     Statuses,
+    Lease,
+    Early,
+    Stale,
 }
 
 impl Arg {
@@ -59,7 +65,7 @@ impl Arg {
         }
         names!(key => Key, version => Version, ttl => Ttl, tags => Tags, skip => Skip,
             cache => Cache, codec => Codec, companions => Companions, vary => Vary,
-            statuses => Statuses);
+            statuses => Statuses, lease => Lease, early => Early, stale => Stale);
         None
     }
 
@@ -75,6 +81,9 @@ impl Arg {
             Arg::Companions => "companions",
             Arg::Vary => "vary",
             Arg::Statuses => "statuses",
+            Arg::Lease => "lease",
+            Arg::Early => "early",
+            Arg::Stale => "stale",
         }
     }
 }
@@ -98,6 +107,9 @@ impl Macro {
                 Arg::Cache,
                 Arg::Codec,
                 Arg::Companions,
+                Arg::Lease,
+                Arg::Early,
+                Arg::Stale,
             ],
             Macro::View => &[
                 Arg::Ttl,
@@ -106,6 +118,9 @@ impl Macro {
                 Arg::Statuses,
                 Arg::Tags,
                 Arg::Cache,
+                Arg::Lease,
+                Arg::Early,
+                Arg::Stale,
             ],
         }
     }
@@ -284,6 +299,41 @@ pub(crate) struct QueryArgs {
     /// `companions = false`: no `_invalidate` / `_invalidate_all` items (needed on methods of
     /// a trait `impl`, where extra items are not allowed).
     pub(crate) companions: bool,
+    /// `lease`, `early`, `stale`.
+    pub(crate) freshness: Freshness,
+}
+
+/// `lease = false`, `early = 1.0`, `stale = 30`: how values are refreshed, both macros.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Freshness {
+    pub(crate) lease: Option<bool>,
+    /// XFetch's β.
+    pub(crate) early: Option<f64>,
+    /// Seconds.
+    pub(crate) stale: Option<u64>,
+}
+
+impl Freshness {
+    /// Reads `arg` (one of the three) into `self`.
+    fn read(&mut self, arg: Arg, input: ParseStream<'_>) -> syn::Result<()> {
+        match arg {
+            Arg::Lease => {
+                let value = value(input, arg, "lease = false")?;
+                self.lease = Some(boolean(
+                    &value,
+                    "`lease` takes `true` or `false`, e.g. `lease = false` to let every process \
+                     fill on its own",
+                )?);
+            }
+            Arg::Early => self.early = Some(beta(&value(input, arg, "early = 1.0")?)?),
+            Arg::Stale => {
+                let example = "stale = 30";
+                self.stale = Some(seconds(&value(input, arg, example)?, "stale", example)?);
+            }
+            _ => unreachable!("not a freshness argument"),
+        }
+        Ok(())
+    }
 }
 
 impl Default for QueryArgs {
@@ -297,6 +347,7 @@ impl Default for QueryArgs {
             cache: None,
             codec: None,
             companions: true,
+            freshness: Freshness::default(),
         }
     }
 }
@@ -355,6 +406,7 @@ impl Parse for QueryArgs {
                          method of a trait impl",
                     )?;
                 }
+                Arg::Lease | Arg::Early | Arg::Stale => args.freshness.read(arg, input)?,
                 Arg::Vary | Arg::Statuses => unreachable!("not a query argument"),
             }
             Ok(())
@@ -380,6 +432,8 @@ pub(crate) struct ViewArgs {
     pub(crate) tags: Vec<LitStr>,
     /// `cache = path::to::fn`, a `fn() -> cache_runtime::Cache`.
     pub(crate) cache: Option<Path>,
+    /// `lease`, `early`, `stale`.
+    pub(crate) freshness: Freshness,
 }
 
 impl Parse for ViewArgs {
@@ -413,6 +467,7 @@ impl Parse for ViewArgs {
                         "cache = crate::caches::sessions",
                     )?)?);
                 }
+                Arg::Lease | Arg::Early | Arg::Stale => args.freshness.read(arg, input)?,
                 Arg::Key | Arg::Skip | Arg::Codec | Arg::Companions => {
                     unreachable!("not a view argument")
                 }
@@ -544,17 +599,47 @@ fn version(value: &Expr) -> syn::Result<u64> {
 
 /// `ttl`, in seconds: a positive integer literal. `example` is the macro's (`ttl = 60`).
 fn ttl(value: &Expr, example: &str) -> syn::Result<u64> {
+    seconds(value, "ttl", example)
+}
+
+/// XFetch's β: a positive number literal (`early = 1.0`, `early = 2`).
+fn beta(value: &Expr) -> syn::Result<f64> {
+    let parsed = match unwrap_expr(value) {
+        Expr::Lit(ExprLit {
+            lit: Lit::Float(f), ..
+        }) => f.base10_parse::<f64>().ok(),
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        }) => i.base10_parse::<u32>().ok().map(f64::from),
+        _ => None,
+    };
+    match parsed {
+        Some(beta) if beta.is_finite() && beta > 0.0 => Ok(beta),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            "`early` takes XFetch's β, a positive number: `early = 1.0` refreshes a value \
+             early with a probability that rises as its expiry nears; larger refreshes sooner",
+        )),
+    }
+}
+
+/// A positive whole number of seconds for argument `name` (`ttl`, `stale`).
+fn seconds(value: &Expr, name: &str, example: &str) -> syn::Result<u64> {
     let message = match integer(value) {
-        Ok(0) => format!(
+        Ok(0) if name == "ttl" => format!(
             "`ttl = 0` would expire every entry at once: use a positive number of seconds, \
              e.g. `{example}`, or remove `ttl` to use the cache's default"
         ),
+        Ok(0) => format!(
+            "`{name} = 0` is no window at all: use a positive number of seconds, e.g. \
+             `{example}`, or remove `{name}`"
+        ),
         Ok(seconds) => return Ok(seconds),
-        Err(()) if is_negative(value) => {
-            format!("`ttl` cannot be negative: use a positive number of seconds, e.g. `{example}`")
-        }
+        Err(()) if is_negative(value) => format!(
+            "`{name}` cannot be negative: use a positive number of seconds, e.g. `{example}`"
+        ),
         Err(()) => format!(
-            "`ttl` must be a positive whole number of seconds (an integer literal, not a \
+            "`{name}` must be a positive whole number of seconds (an integer literal, not a \
              string, a float or an expression), e.g. `{example}`"
         ),
     };
@@ -732,9 +817,9 @@ mod tests {
     }
 
     const QUERY_ARGS: &str = "valid arguments are `key`, `version`, `ttl`, `tags`, `skip(...)`, \
-                              `cache`, `codec`, `companions`";
-    const VIEW_ARGS: &str =
-        "valid arguments are `ttl`, `version`, `vary`, `statuses`, `tags`, `cache`";
+                              `cache`, `codec`, `companions`, `lease`, `early`, `stale`";
+    const VIEW_ARGS: &str = "valid arguments are `ttl`, `version`, `vary`, `statuses`, `tags`, \
+                             `cache`, `lease`, `early`, `stale`";
 
     // ---- query arguments, one by one ----
 

@@ -84,6 +84,14 @@ fn names_self(tokens: TokenStream) -> bool {
     })
 }
 
+/// The `lease`, `early` and `stale` fields of a spec.
+pub(crate) fn freshness(freshness: &crate::attr::Freshness) -> TokenStream {
+    let lease = option(freshness.lease);
+    let early = option(freshness.early.map(proc_macro2::Literal::f64_unsuffixed));
+    let stale = option(freshness.stale.map(proc_macro2::Literal::u64_unsuffixed));
+    quote!(lease: #lease, early: #early, stale: #stale,)
+}
+
 /// `Option::Some(value)` or `Option::None`, by absolute path.
 pub(crate) fn option(value: Option<impl ToTokens>) -> TokenStream {
     match value {

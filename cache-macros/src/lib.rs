@@ -68,9 +68,18 @@ mod view;
 ///   the names it binds.
 /// - `cache = crate::caches::sessions`: a `fn() -> cache_runtime::Cache` to use instead of the
 ///   installed cache.
-/// - `codec = postcard`: how values are encoded: `msgpack` (the default, MessagePack with field
-///   names), `postcard`, `bincode`, `json` (each behind the cache-runtime feature of the same
-///   name), or the path of a type implementing `cache_runtime::codec::Codec`.
+/// - `codec = postcard`: how values are encoded: `msgpack` (the default: compact MessagePack,
+///   safe across deploys, see `cache_runtime::codec`), `postcard`, `bincode`, `json` (each
+///   behind the cache-runtime feature of the same name), or the path of a type implementing
+///   `cache_runtime::codec::Codec`.
+/// - `lease = false`: on a miss, every process fills on its own instead of one process in the
+///   fleet filling while the others wait for its value (leases are on unless the cache turns
+///   them off, `CacheBuilder::leases`; `memory://` never takes any).
+/// - `early = 1.0`: refresh a value before it expires, with a probability that rises as its
+///   expiry nears and with its fill's cost (XFetch, β = 1.0; larger refreshes sooner): one
+///   call recomputes while the others are served the value.
+/// - `stale = 30`: for 30 s after expiry, serve the old value at once while one call refreshes
+///   it, and in place of a refresh that fails (`Err`). An invalidated value is never served.
 ///
 /// Not supported yet: sync functions, generic functions (lifetimes are fine), functions that
 /// return `()`. `self` is never part of the key: in a method, add what distinguishes `self` to
@@ -196,7 +205,10 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 /// `vary = ["Header", ...]` (request headers that are part of the key),
 /// `statuses = [200, ...]` (statuses that are stored; default `[200]`),
 /// `tags = ["users", ...]` (literal tags: `cache.invalidate_tag("users")` invalidates the
-/// page; they cannot interpolate parameters), `cache = path::to::fn` (a `fn() -> Cache`).
+/// page; they cannot interpolate parameters), `cache = path::to::fn` (a `fn() -> Cache`),
+/// `lease = false`, `early = 1.0` and `stale = SECS` (as for `#[cached_query]`; a refresh that
+/// fails is an error or a 5xx, and stored responses carry `stale-while-revalidate` and
+/// `stale-if-error` in `Cache-Control`).
 /// The key is the method (HEAD shares GET's entry), scheme, host, path and query, and the
 /// `vary` headers. The storage rules (no `Set-Cookie`, no `private`/`no-store`,
 /// `Authorization` bypass, ...) are documented in `cache_runtime::view`.

@@ -307,6 +307,7 @@ fn spec(query: &Query<'_>, name: &Ident) -> TokenStream {
         quote!(&[#(#pieces),*])
     });
     let cache = item::option(args.cache.as_ref());
+    let freshness = item::freshness(&args.freshness);
     quote! {
         ::cache_runtime::__private::QuerySpec {
             function: ::core::concat!(::core::module_path!(), "::", #name),
@@ -315,6 +316,7 @@ fn spec(query: &Query<'_>, name: &Ident) -> TokenStream {
             ttl: #ttl,
             tags: &[#(#tags),*],
             cache: #cache,
+            #freshness
         }
     }
 }
@@ -394,6 +396,9 @@ mod tests {
                 ttl: ::core::option::Option::Some(60),
                 tags: &[&["users"], &["user:", ""]],
                 cache: ::core::option::Option::None,
+                lease: ::core::option::Option::None,
+                early: ::core::option::Option::None,
+                stale: ::core::option::Option::None,
             }
         };
         let entry_doc = " Invalidates the entry a call of `get_user` with the same arguments would \

@@ -90,6 +90,7 @@ fn spec(args: &ViewArgs, name: &Ident) -> TokenStream {
     let statuses = args.statuses.iter().map(|s| Literal::u16_unsuffixed(*s));
     let tags = &args.tags;
     let cache = item::option(args.cache.as_ref());
+    let freshness = item::freshness(&args.freshness);
     quote! {
         ::cache_runtime::__private::ViewSpec {
             function: ::core::concat!(::core::module_path!(), "::", #name),
@@ -99,6 +100,7 @@ fn spec(args: &ViewArgs, name: &Ident) -> TokenStream {
             statuses: &[#(#statuses),*],
             tags: &[#(#tags),*],
             cache: #cache,
+            #freshness
         }
     }
 }
@@ -225,6 +227,9 @@ mod tests {
                     statuses: &[200, 404],
                     tags: &["users"],
                     cache: ::core::option::Option::None,
+                    lease: ::core::option::Option::None,
+                    early: ::core::option::Option::None,
+                    stale: ::core::option::Option::None,
                 };
         };
         let expected = quote! {

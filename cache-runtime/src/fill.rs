@@ -27,10 +27,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::deps::{self, Dep, Unstorable};
 use crate::envelope::{self, Header, Opened, Writer};
 use crate::flight::{self, Join, Shared};
+use crate::freshness::{Freshness, State};
+use crate::lease::{self, Take};
 use crate::stats::Event;
 
 /// Clocks of app servers disagree: a value may claim to stay fresh this much longer than a
@@ -49,6 +52,15 @@ pub(crate) struct Plan {
     /// The generations a value depends on by itself, and how long a counter created for
     /// one lives (`None`: until evicted).
     pub(crate) own: Vec<(String, Option<Duration>)>,
+    /// Stale window, early refresh, lease.
+    pub(crate) freshness: Freshness,
+}
+
+impl Plan {
+    /// Whether a fill takes a lease: asked for, and the store is shared with other processes.
+    fn leases(&self) -> bool {
+        self.freshness.lease && self.cache.inner.backend.shared()
+    }
 }
 
 /// What differs between kinds of cached calls.
@@ -67,6 +79,9 @@ pub(crate) trait Filler {
     fn finish(&self, out: Self::Out, header: &Header, writer: &mut Writer) -> (Self::Answer, bool);
     /// The answer from the body's output when nothing is stored.
     fn pass(&self, out: Self::Out) -> Self::Answer;
+    /// Whether the body's output is a failure (an `Err`, a 5xx) that an old value within its
+    /// stale window replaces (stale-if-error).
+    fn failed(&self, out: &Self::Out) -> bool;
 }
 
 /// Runs one cached call: answers from the cache when it can, else runs `body` (once per
@@ -91,13 +106,24 @@ pub(crate) fn run<F: Filler>(
             deps::taint();
             return filler.pass(Box::pin(body).await);
         };
-        if let Ok(Some(answer)) = cached_answer(&plan, &filler).await {
-            return answer;
-        }
+        let old = match lookup(&plan).await {
+            Ok(Some(value)) => match plan.freshness.state(&value.header, envelope::now_ms()) {
+                Some(State::Fresh) => match serve(&plan, &filler, &value) {
+                    Some(answer) => return answer,
+                    None => None,
+                },
+                Some(state) => Some((value, state)),
+                None => None,
+            },
+            _ => None,
+        };
         let body = Box::pin(body);
+        if let Some((value, state)) = old {
+            return refresh(&plan, &filler, value, state, body).await;
+        }
         let joined = Instant::now();
         match plan.cache.inner.flights.join(&plan.key) {
-            Join::Leader(leader) => lead(&plan, &filler, leader, body).await,
+            Join::Leader(leader) => fill(&plan, &filler, leader, body).await,
             Join::Follower(slot) => {
                 if let Some(shared) = flight::wait(slot).await
                     && let Some(answer) = follow(&plan, &filler, &shared, joined).await
@@ -112,6 +138,98 @@ pub(crate) fn run<F: Filler>(
     }
 }
 
+/// A miss led by this call: with leases, one process in the fleet fills and this one may
+/// end up waiting for its value instead.
+async fn fill<F: Filler>(
+    plan: &Plan,
+    filler: &F,
+    leader: flight::Leader<'_>,
+    body: impl Future<Output = F::Out>,
+) -> F::Answer {
+    let lease = if plan.leases() {
+        match lease::take(&plan.cache, &plan.key, plan.name).await {
+            Take::Taken(lease) => Some(lease),
+            Take::Unavailable => None,
+            Take::Held => {
+                let poll = || async {
+                    let since = Instant::now();
+                    let value = lookup(plan).await.ok()??;
+                    plan.freshness
+                        .state(&value.header, envelope::now_ms())
+                        .map(|_| (value, since))
+                };
+                match lease::wait(&plan.cache, &plan.key, plan.name, poll).await {
+                    Ok((value, since)) => {
+                        if let Some(answer) = serve(plan, filler, &value) {
+                            leader.publish(Shared {
+                                value,
+                                since,
+                                checkable: true,
+                            });
+                            return answer;
+                        }
+                        None
+                    }
+                    Err(lease) => lease,
+                }
+            }
+        }
+    } else {
+        None
+    };
+    let answer = lead(plan, filler, leader, body, None).await;
+    if let Some(lease) = lease {
+        lease.release(&plan.cache, plan.name).await;
+    }
+    answer
+}
+
+/// A value that is stale or chosen for early refresh: one caller per key (in this process,
+/// and with leases in the fleet) recomputes it; every other is served the value at once.
+async fn refresh<F: Filler>(
+    plan: &Plan,
+    filler: &F,
+    old: Opened,
+    state: State,
+    body: impl Future<Output = F::Out>,
+) -> F::Answer {
+    let served = |plan: &Plan| {
+        if state == State::Stale {
+            plan.cache.count(Event::ServedStale, plan.name);
+        }
+        serve(plan, filler, &old)
+    };
+    let Some(leader) = plan.cache.inner.flights.try_lead(&plan.key) else {
+        // Being refreshed in this process already.
+        if let Some(answer) = served(plan) {
+            return answer;
+        }
+        deps::taint();
+        return filler.pass(body.await);
+    };
+    let lease = if plan.leases() {
+        match lease::take(&plan.cache, &plan.key, plan.name).await {
+            Take::Taken(lease) => Some(lease),
+            Take::Unavailable => None,
+            Take::Held => {
+                // Being refreshed in another process.
+                if let Some(answer) = served(plan) {
+                    return answer;
+                }
+                None
+            }
+        }
+    } else {
+        None
+    };
+    plan.cache.count(Event::Refresh, plan.name);
+    let answer = lead(plan, filler, leader, body, Some(&old)).await;
+    if let Some(lease) = lease {
+        lease.release(&plan.cache, plan.name).await;
+    }
+    answer
+}
+
 /// The answer from the value stored under `plan.key`, when one may be served (a hit, and
 /// its dependencies go to the fill this call runs inside). An error only when the backend
 /// failed.
@@ -119,10 +237,20 @@ pub(crate) async fn cached_answer<F: Filler>(
     plan: &Plan,
     filler: &F,
 ) -> crate::Result<Option<F::Answer>> {
-    Ok(match lookup(plan).await? {
-        Some(value) => serve(plan, filler, &value),
-        None => None,
-    })
+    let Some(value) = lookup(plan).await? else {
+        return Ok(None);
+    };
+    Ok(
+        match plan.freshness.state(&value.header, envelope::now_ms()) {
+            Some(state) => {
+                if state == State::Stale {
+                    plan.cache.count(Event::ServedStale, plan.name);
+                }
+                serve(plan, filler, &value)
+            }
+            None => None,
+        },
+    )
 }
 
 /// The answer from a value found by [`lookup`], counted as a hit; its dependencies go to
@@ -142,23 +270,45 @@ fn serve<F: Filler>(plan: &Plan, filler: &F, value: &Opened) -> Option<F::Answer
     Some(answer)
 }
 
+/// Runs the fill itself: reads the generations, runs the body, stores and publishes what may
+/// be. When the body fails and `old` is a value still within its stale window, `old` is the
+/// answer (stale-if-error).
 async fn lead<F: Filler>(
     plan: &Plan,
     filler: &F,
     leader: flight::Leader<'_>,
     body: impl Future<Output = F::Out>,
+    old: Option<&Opened>,
 ) -> F::Answer {
     let Plan {
         cache, name, key, ..
     } = plan;
-    cache.count(Event::Miss, name);
-    tracing::debug!(key = %key, name, "cache miss");
+    if old.is_none() {
+        cache.count(Event::Miss, name);
+        tracing::debug!(key = %key, name, "cache miss");
+    }
 
     let since = Instant::now();
     let generations = start(cache, &plan.own, name).await;
     let started = Instant::now();
     let (out, collected) = deps::collect(body).await;
     let cost = started.elapsed();
+
+    if filler.failed(&out)
+        && let Some(old) = old
+        && plan
+            .freshness
+            .state(&old.header, envelope::now_ms())
+            .is_some()
+        && let Some(answer) = filler.answer(old)
+    {
+        cache.count(Event::ServedStale, name);
+        tracing::warn!(key = %key, name, "cache: the refresh failed; serving the value it was to replace");
+        if deps::active() {
+            deps::record(old.deps());
+        }
+        return answer;
+    }
 
     let deps = match generations {
         Ok(own) => collected.merge(&own),
@@ -188,9 +338,8 @@ async fn lead<F: Filler>(
             tracing::debug!(key = %key, name, size = bytes.len(), "cache: value over the size limit; not stored");
         }
         Ok(recorded) => {
-            cache
-                .write(key.clone(), bytes.clone(), plan.ttl, name)
-                .await;
+            let keep = plan.freshness.keep(plan.ttl);
+            cache.write(key.clone(), bytes.clone(), keep, name).await;
             remember_beyond_own(plan, recorded.iter().map(|(n, _)| n.as_str()));
         }
         Err(why) => {
@@ -238,7 +387,8 @@ async fn follow<F: Filler>(
 
 /// Reads the value under `plan.key` with, in the same `MGET`, the generations it is
 /// expected to record; `None` (counted) when there is none that may be served: missing,
-/// expired, invalidated or unreadable. An error when the backend failed.
+/// invalidated or unreadable. Whether it is fresh is the caller's question
+/// ([`Freshness::state`]). An error when the backend failed.
 async fn lookup(plan: &Plan) -> crate::Result<Option<Opened>> {
     let Plan {
         cache, name, key, ..
@@ -273,9 +423,6 @@ async fn lookup(plan: &Plan) -> crate::Result<Option<Opened>> {
         tracing::warn!(key = %key, name, "cache: stored value claims a longer life than its TTL; recomputing");
         return Ok(None);
     }
-    if value.header.fresh_until_ms <= now {
-        return Ok(None);
-    }
     let mut beyond = Vec::new();
     for (dep, generation) in value.deps() {
         match expected.iter().position(|e| *e == dep) {
@@ -296,7 +443,7 @@ async fn lookup(plan: &Plan) -> crate::Result<Option<Opened>> {
 }
 
 fn stale(plan: &Plan) -> Option<Opened> {
-    plan.cache.count(Event::Stale, plan.name);
+    plan.cache.count(Event::Invalidated, plan.name);
     tracing::debug!(key = %plan.key, name = plan.name, "cache: stale value (invalidated)");
     None
 }
@@ -338,7 +485,7 @@ pub(crate) async fn current<'d>(
     };
     let fresh = deps.zip(&values).all(|((_, g), raw)| holds(raw, g));
     if !fresh {
-        cache.count(Event::Stale, name);
+        cache.count(Event::Invalidated, name);
     }
     fresh
 }
@@ -375,8 +522,7 @@ pub(crate) async fn start(
                 cache.count(Event::DecodeError, name);
                 tracing::warn!(generation = %gen_name, name, "cache: a generation counter holds foreign bytes; replacing it");
                 let fresh = rand::random::<u64>();
-                let set = crate::backend::Backend::set(
-                    backend,
+                let set = backend.set(
                     layout.generation(gen_name),
                     Bytes::copy_from_slice(&fresh.to_le_bytes()),
                     *ttl,

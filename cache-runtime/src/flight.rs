@@ -51,6 +51,23 @@ pub(crate) struct Leader<'a> {
 }
 
 impl Flights {
+    /// Leads a new flight for `key`, unless one is under way (then `None`, and nobody
+    /// waits).
+    pub(crate) fn try_lead(&self, key: &str) -> Option<Leader<'_>> {
+        if self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(key)
+        {
+            return None;
+        }
+        match self.join(key) {
+            Join::Leader(leader) => Some(leader),
+            Join::Follower(_) => None,
+        }
+    }
+
     pub(crate) fn join(&self, key: &str) -> Join<'_> {
         let mut map = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((_, rx)) = map.get(key) {

@@ -124,6 +124,7 @@ pub fn bound(key: String) -> String {
 /// |---|---|
 /// | a value (query, page, `Cache::set`) | `{prefix}:{logical}` (see [`query`], [`view`], [`plain`]) |
 /// | a generation counter | `{prefix}:gen:{name}` (see [`generation`]) |
+/// | the lease of a value | `{prefix}:lease:{logical}` |
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     /// `{prefix}:`, which every key of the cache starts with.
@@ -153,6 +154,17 @@ impl Layout {
         let mut key = String::with_capacity(self.gen_root.len() + name.len());
         key.push_str(&self.gen_root);
         key.push_str(name);
+        key
+    }
+
+    /// The key of the lease of the value stored under `entry` (a key from [`Layout::entry`]):
+    /// `{prefix}:lease:{logical}`.
+    pub(crate) fn lease(&self, entry: &str) -> String {
+        let logical = entry.strip_prefix(&self.root).unwrap_or(entry);
+        let mut key = String::with_capacity(self.root.len() + 6 + logical.len());
+        key.push_str(&self.root);
+        key.push_str("lease:");
+        key.push_str(logical);
         key
     }
 

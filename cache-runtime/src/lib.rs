@@ -37,11 +37,13 @@ mod envelope;
 mod error;
 mod fill;
 mod flight;
+mod freshness;
 #[cfg(feature = "fuzz")]
 #[doc(hidden)]
 pub mod fuzz;
 mod invalidate;
 pub mod key;
+mod lease;
 mod query;
 mod schema;
 mod stats;
@@ -51,7 +53,8 @@ pub mod view;
 
 pub use cache::Cache;
 pub use cache::builder::{
-    CacheBuilder, DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, DEFAULT_TTL,
+    CacheBuilder, DEFAULT_LEASE_TTL, DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT,
+    DEFAULT_TTL,
 };
 pub use cache::default::{current, install, installed, scope};
 pub use cache_macros::{cached_query, cached_view};

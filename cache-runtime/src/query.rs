@@ -12,6 +12,7 @@ use crate::cache::default::current;
 use crate::codec::SelectCodec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fill::{self, Plan};
+use crate::freshness::Freshness;
 use crate::invalidate::{entry_gen_ttl, require};
 use crate::key::{self, generation};
 use crate::value::Values;
@@ -32,6 +33,13 @@ pub struct QuerySpec {
     pub tags: &'static [&'static [&'static str]],
     /// The `cache` argument: where to find the cache instead of the installed one.
     pub cache: Option<fn() -> Cache>,
+    /// The `lease` argument; `None` follows the cache ([`CacheBuilder::leases`](crate::CacheBuilder::leases)).
+    pub lease: Option<bool>,
+    /// The `early` argument: XFetch's β.
+    pub early: Option<f64>,
+    /// The `stale` argument in seconds: how long an expired value is still served while one
+    /// call refreshes it, or when the refresh fails.
+    pub stale: Option<u64>,
 }
 
 impl QuerySpec {
@@ -52,18 +60,26 @@ impl QuerySpec {
             .map_or(cache.inner.default_ttl, Duration::from_secs)
     }
 
+    fn freshness(&self, cache: &Cache) -> Freshness {
+        Freshness {
+            stale: Duration::from_secs(self.stale.unwrap_or(0)),
+            early: self.early,
+            lease: self.lease.unwrap_or(cache.inner.leases),
+        }
+    }
+
     /// The generations a value of `logical` depends on by itself: the whole cache, the
-    /// query, the entry (whose counter lives about as long as the entry), its tags.
+    /// query, the entry (whose counter outlives the entry, kept for `keep`), its tags.
     fn own(
         &self,
         logical: &str,
         tags: &[String],
-        ttl: Duration,
+        keep: Duration,
     ) -> Vec<(String, Option<Duration>)> {
         let mut own = Vec::with_capacity(3 + tags.len());
         own.push((generation::ALL.to_owned(), None));
         own.push((generation::query(self.function), None));
-        own.push((generation::entry(logical), entry_gen_ttl(ttl)));
+        own.push((generation::entry(logical), entry_gen_ttl(keep)));
         own.extend(tags.iter().map(|t| (generation::tag(t), None)));
         own
     }
@@ -183,11 +199,13 @@ where
     let codec = cache.as_ref().map(|c| c.inner.codec).unwrap_or_default();
     let plan = cache.zip(key.logical).map(|(cache, logical)| {
         let ttl = spec.ttl(&cache);
+        let freshness = spec.freshness(&cache);
         Plan {
             key: cache.inner.layout.entry(&logical),
-            own: spec.own(&logical, &key.tags, ttl),
+            own: spec.own(&logical, &key.tags, freshness.keep(ttl)),
             ttl,
             name: spec.function,
+            freshness,
             cache,
         }
     });
@@ -208,7 +226,7 @@ pub async fn invalidate_entry(spec: &'static QuerySpec, key: Key) -> Result<()> 
             ),
         ));
     };
-    let ttl = entry_gen_ttl(spec.ttl(&cache));
+    let ttl = entry_gen_ttl(spec.freshness(&cache).keep(spec.ttl(&cache)));
     let entry = cache.inner.layout.entry(logical);
     cache
         .bump(&generation::entry(logical), ttl, Some(entry))
@@ -235,6 +253,9 @@ mod tests {
         ttl: None,
         tags: &[],
         cache: None,
+        lease: None,
+        early: None,
+        stale: None,
     };
     static TEMPLATED: QuerySpec = QuerySpec {
         function: "app::users::get",
@@ -243,6 +264,9 @@ mod tests {
         ttl: Some(5),
         tags: &[&["users"], &["user:", ""]],
         cache: None,
+        lease: None,
+        early: None,
+        stale: None,
     };
 
     #[test]

@@ -95,4 +95,8 @@ where
     fn pass(&self, out: O) -> O {
         out
     }
+
+    fn failed(&self, out: &O) -> bool {
+        (self.cacheable)(out).is_none()
+    }
 }

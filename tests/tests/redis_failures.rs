@@ -138,8 +138,21 @@ async fn password_and_acl_user_urls_authenticate() {
     // An ACL user limited to the cache's own key prefix and the commands it needs.
     let _: () = ::redis::cmd("ACL")
         .arg(&[
-            "SETUSER", "app", "on", ">apppw", "~app:*", "+mget", "+get", "+set", "+multi", "+exec",
-            "+unlink", "+scan", "+ping",
+            "SETUSER",
+            "app",
+            "on",
+            ">apppw",
+            "~app:*",
+            "+mget",
+            "+get",
+            "+set",
+            "+multi",
+            "+exec",
+            "+unlink",
+            "+scan",
+            "+ping",
+            "+evalsha",
+            "+script|load",
         ])
         .query_async(&mut admin)
         .await

@@ -925,7 +925,7 @@ async fn invalidate_view_drops_every_url_of_the_handler(env: Env) {
         env.send(&router, get_req(path)).await;
     }
     assert_eq!(app.calls(), 4, "both URLs re-rendered once, then hit again");
-    assert_eq!(env.cache.stats().stale, 2);
+    assert_eq!(env.cache.stats().invalidated, 2);
 
     cache_runtime::view::invalidate_path(&env.cache, "views::page", "/page?a=1")
         .await

@@ -126,6 +126,30 @@ impl Backend for MemoryBackend {
         }
         Ok(removed)
     }
+
+    async fn set_nx(&self, key: String, value: Bytes, ttl: Duration) -> Result<bool> {
+        let entry = self.entries.entry(key).or_insert_with(|| Entry {
+            value,
+            ttl: Some(ttl),
+        });
+        Ok(entry.is_fresh())
+    }
+
+    async fn delete_if(&self, key: String, value: Bytes) -> Result<bool> {
+        use moka::ops::compute::{CompResult, Op};
+        let result = self
+            .entries
+            .entry(key)
+            .and_compute_with(|entry| match entry {
+                Some(entry) if entry.value().value == value => Op::Remove,
+                _ => Op::Nop,
+            });
+        Ok(matches!(result, CompResult::Removed(_)))
+    }
+
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]

@@ -50,6 +50,17 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// Removes every key starting with `prefix` (Redis: `SCAN` + `UNLINK` in batches, never
     /// `KEYS`); returns how many were removed.
     fn delete_prefix(&self, prefix: String) -> impl Future<Output = Result<u64>> + Send;
+    /// Stores `value` under `key` for `ttl` only when `key` is missing; true when stored.
+    fn set_nx(
+        &self,
+        key: String,
+        value: Bytes,
+        ttl: Duration,
+    ) -> impl Future<Output = Result<bool>> + Send;
+    /// Removes `key` only while it holds `value`, in one atomic step; true when removed.
+    fn delete_if(&self, key: String, value: Bytes) -> impl Future<Output = Result<bool>> + Send;
+    /// Whether the store is shared with other processes (Redis), so that leases matter.
+    fn shared(&self) -> bool;
 }
 
 /// The backends a [`Cache`](crate::Cache) can run on, dispatched without boxing.
@@ -106,5 +117,14 @@ impl Backend for AnyBackend {
     }
     async fn delete_prefix(&self, prefix: String) -> Result<u64> {
         dispatch!(self, b => b.delete_prefix(prefix).await)
+    }
+    async fn set_nx(&self, key: String, value: Bytes, ttl: Duration) -> Result<bool> {
+        dispatch!(self, b => b.set_nx(key, value, ttl).await)
+    }
+    async fn delete_if(&self, key: String, value: Bytes) -> Result<bool> {
+        dispatch!(self, b => b.delete_if(key, value).await)
+    }
+    fn shared(&self) -> bool {
+        dispatch!(self, b => b.shared())
     }
 }

@@ -7,9 +7,11 @@
 //! that finds the connection dropped is tried once more, on the connection redis-rs has
 //! meanwhile opened from the caller's runtime, within the same deadline.
 //!
-//! Only plain commands, no scripts: `MGET` (a hit: the entry and its generations, read at
-//! one instant), `SET` (`NX` to create a generation), `GET`, `MULTI`/`SET`/`UNLINK`/`EXEC`
-//! (an invalidation), `SCAN` + `UNLINK` (clearing a prefix), `PING`.
+//! Plain commands: `MGET` (a hit: the entry and its generations, read at one instant),
+//! `SET` (`NX` to create a generation or take a lease), `GET`, `MULTI`/`SET`/`UNLINK`/`EXEC`
+//! (an invalidation), `SCAN` + `UNLINK` (clearing a prefix), `PING`; and one short script,
+//! releasing a lease only while it is the caller's (`EVALSHA`, `EVAL` when Redis does not
+//! know it yet).
 
 use std::future::Future;
 use std::time::Duration;
@@ -20,10 +22,18 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use super::{Backend, io};
 use crate::error::{Error, ErrorKind, Result};
 
+/// Removes a lease only while it holds the caller's token (KEYS: lease; ARGV: token): the one
+/// script the toolkit sends, since Redis 7 has no compare-and-delete command.
+const DELETE_IF: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end
+return 0
+";
+
 /// A Redis server reached through one multiplexed, self-reconnecting connection.
 pub(crate) struct RedisBackend {
     conn: ConnectionManager,
     timeout: Duration,
+    delete_if: redis::Script,
 }
 
 fn px(cmd: &mut redis::Cmd, ttl: Option<Duration>) {
@@ -51,7 +61,11 @@ impl RedisBackend {
             io::enter(|| ConnectionManager::new_lazy_with_config(client, config)).map_err(|e| {
                 Error::with_source(ErrorKind::Config, "cannot set up the Redis connection", e)
             })?;
-        Ok(RedisBackend { conn, timeout })
+        Ok(RedisBackend {
+            conn,
+            timeout,
+            delete_if: redis::Script::new(DELETE_IF),
+        })
     }
 
     /// Runs one operation within the timeout; once more when the connection was dropped.
@@ -222,6 +236,36 @@ impl Backend for RedisBackend {
             }
             cursor = next;
         }
+    }
+
+    async fn set_nx(&self, key: String, value: Bytes, ttl: Duration) -> Result<bool> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(&value[..]).arg("NX");
+        px(&mut cmd, Some(ttl));
+        let cmd = &cmd;
+        let stored: Option<String> = self
+            .run(
+                "SET NX",
+                |mut c| async move { cmd.query_async(&mut c).await },
+            )
+            .await?;
+        Ok(stored.is_some())
+    }
+
+    async fn delete_if(&self, key: String, value: Bytes) -> Result<bool> {
+        let mut invocation = self.delete_if.key(key);
+        invocation.arg(&value[..]);
+        let invocation = &invocation;
+        let removed: u64 = self
+            .run("delete if", |mut c| async move {
+                invocation.invoke_async(&mut c).await
+            })
+            .await?;
+        Ok(removed > 0)
+    }
+
+    fn shared(&self) -> bool {
+        true
     }
 }
 

@@ -21,6 +21,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 4 * 1024 * 1024;
 /// Encoded values larger than this are lz4-compressed when the `lz4` feature is on.
 pub const DEFAULT_COMPRESS_ABOVE: usize = 16 * 1024;
+/// How long a lease holds unless configured otherwise.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
 /// Default size bound of the `memory://` backend.
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
 /// Bytes of dependency names remembered per cache to keep page hits one round trip.
@@ -55,6 +57,8 @@ pub struct CacheBuilder {
     codec: CodecKind,
     breaker_threshold: u32,
     breaker_cool_down: Duration,
+    leases: bool,
+    lease_ttl: Duration,
 }
 
 impl CacheBuilder {
@@ -103,6 +107,27 @@ impl CacheBuilder {
         self.codec = codec;
         self
     }
+    /// Whether a miss takes a lease, so that one process in the fleet runs the body while
+    /// the others wait for its value (default true; on `memory://`, which no other process
+    /// shares, a lease is never taken). Per function: `#[cached_query(lease = false)]`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = cache_runtime::Cache::builder("memory://").leases(false).build().await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn leases(mut self, on: bool) -> Self {
+        self.leases = on;
+        self
+    }
+    /// How long a lease holds (default 5 s): the longest another process waits for this
+    /// one's fill before running the body itself, as when the holder died. Make it longer
+    /// than the slowest body.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
+        self
+    }
     /// After `failures` consecutive backend errors, skip the backend for `cool_down`
     /// (default 5 failures, 1 s). `failures = 0` turns the breaker off.
     pub fn circuit_breaker(mut self, failures: u32, cool_down: Duration) -> Self {
@@ -122,6 +147,9 @@ impl CacheBuilder {
         }
         if self.default_ttl.is_zero() {
             return Err(Error::config("the default TTL must be greater than zero"));
+        }
+        if self.lease_ttl.is_zero() {
+            return Err(Error::config("the lease TTL must be greater than zero"));
         }
         if self.prefix.contains(char::is_whitespace) {
             return Err(Error::config(format!(
@@ -157,6 +185,8 @@ impl CacheBuilder {
                 counters: Counters::default(),
                 flights: Flights::default(),
                 breaker: Breaker::new(self.breaker_threshold, self.breaker_cool_down),
+                leases: self.leases,
+                lease_ttl: self.lease_ttl,
             }),
         };
         cache.warm_up();
@@ -255,6 +285,8 @@ impl Cache {
             codec: CodecKind::default(),
             breaker_threshold: 5,
             breaker_cool_down: Duration::from_secs(1),
+            leases: true,
+            lease_ttl: DEFAULT_LEASE_TTL,
         }
     }
 }

@@ -60,6 +60,9 @@ pub(crate) struct Inner {
     /// queries): read in the same `MGET` as the value, so a hit stays one round trip.
     pub(crate) hints: moka::sync::Cache<String, Arc<[String]>>,
     pub(crate) breaker: Breaker,
+    /// Whether misses take leases unless a function says otherwise.
+    pub(crate) leases: bool,
+    pub(crate) lease_ttl: Duration,
 }
 
 impl std::fmt::Debug for Cache {

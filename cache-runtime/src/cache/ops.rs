@@ -11,6 +11,7 @@ use crate::codec::{CacheDefault, SelectCodec};
 use crate::envelope::{Header, Kind, Writer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fill::{self, Plan};
+use crate::freshness::Freshness;
 use crate::key::{self, generation};
 use crate::stats::Event;
 use crate::value::Values;
@@ -25,6 +26,11 @@ impl Cache {
             key: self.inner.layout.entry(&key::plain(key)),
             ttl,
             own: vec![(generation::ALL.to_owned(), None)],
+            freshness: Freshness {
+                stale: Duration::ZERO,
+                early: None,
+                lease: false,
+            },
         }
     }
 

@@ -68,6 +68,9 @@ struct Config {
     statuses: Vec<u16>,
     tags: Vec<String>,
     version: u64,
+    lease: Option<bool>,
+    early: Option<f64>,
+    stale: Duration,
 }
 
 impl CacheLayer {
@@ -83,6 +86,9 @@ impl CacheLayer {
                 statuses: Vec::new(),
                 tags: Vec::new(),
                 version: 1,
+                lease: None,
+                early: None,
+                stale: Duration::ZERO,
             }),
         }
     }
@@ -136,6 +142,37 @@ impl CacheLayer {
     /// The key version (default 1): bump it to make every stored response unreachable.
     pub fn version(mut self, version: u64) -> CacheLayer {
         Arc::make_mut(&mut self.config).version = version;
+        self
+    }
+
+    /// Whether a miss takes a lease, so one process in the fleet renders while the others
+    /// wait (default: as the cache says, see [`CacheBuilder::leases`](crate::CacheBuilder::leases)).
+    pub fn lease(mut self, on: bool) -> CacheLayer {
+        Arc::make_mut(&mut self.config).lease = Some(on);
+        self
+    }
+
+    /// Refreshes responses early, by probability as their expiry nears (XFetch with this β;
+    /// 1.0 is the usual choice): one request re-renders while the others are served.
+    ///
+    /// # Panics
+    ///
+    /// When `beta` is not a positive number.
+    pub fn early(mut self, beta: f64) -> CacheLayer {
+        assert!(
+            beta.is_finite() && beta > 0.0,
+            "CacheLayer::early: β must be a positive number, got {beta}"
+        );
+        Arc::make_mut(&mut self.config).early = Some(beta);
+        self
+    }
+
+    /// Serves an expired response for `window` after its expiry while one request
+    /// re-renders it, and in place of a re-render that fails (a 5xx); responses say so in
+    /// `Cache-Control: stale-while-revalidate, stale-if-error`. An invalidated response is
+    /// never served.
+    pub fn stale(mut self, window: Duration) -> CacheLayer {
+        Arc::make_mut(&mut self.config).stale = window;
         self
     }
 
@@ -221,6 +258,9 @@ where
                 vary: &config.vary,
                 statuses: &config.statuses,
                 tags: &config.tags,
+                lease: config.lease,
+                early: config.early,
+                stale: config.stale,
             };
             let cache = resolve(config.cache.clone(), "layer");
             let run = Box::pin(async move { inner.call(request).await });

@@ -83,6 +83,7 @@ use crate::cache::default::current;
 use crate::deps;
 use crate::envelope::{Header, Kind, Opened, Writer};
 use crate::fill::{self, Filler, Plan};
+use crate::freshness::Freshness;
 use crate::invalidate::require;
 use crate::key::{self, generation};
 use crate::stats::Event;
@@ -192,6 +193,12 @@ pub struct ViewSpec {
     pub cache: Option<fn() -> Cache>,
     /// The `tags` argument.
     pub tags: &'static [&'static str],
+    /// The `lease` argument; `None` follows the cache.
+    pub lease: Option<bool>,
+    /// The `early` argument: XFetch's β.
+    pub early: Option<f64>,
+    /// The `stale` argument in seconds.
+    pub stale: Option<u64>,
 }
 
 impl ViewSpec {
@@ -203,6 +210,9 @@ impl ViewSpec {
             vary: self.vary,
             statuses: self.statuses,
             tags: self.tags,
+            lease: self.lease,
+            early: self.early,
+            stale: Duration::from_secs(self.stale.unwrap_or(0)),
         }
     }
 }
@@ -218,6 +228,13 @@ pub(crate) struct Rules<'a, V> {
     pub(crate) statuses: &'a [u16],
     /// Tags every stored response of these rules carries.
     pub(crate) tags: &'a [V],
+    /// Whether fills take leases (`None`: as the cache says).
+    pub(crate) lease: Option<bool>,
+    /// XFetch's β.
+    pub(crate) early: Option<f64>,
+    /// How long an expired response is still served while one request refreshes it, or
+    /// when the refresh fails (`Cache-Control: stale-while-revalidate, stale-if-error`).
+    pub(crate) stale: Duration,
 }
 
 /// The cache a view uses: its own, else the task's or the installed one (warned once when
@@ -287,14 +304,21 @@ where
             .iter()
             .map(|t| (generation::tag(t.as_ref()), None)),
     );
+    let freshness = Freshness {
+        stale: rules.stale,
+        early: rules.early,
+        lease: rules.lease.unwrap_or(cache.inner.leases),
+    };
     let plan = Plan {
         cache: cache.clone(),
+        freshness,
         name: rules.name,
         key: cache.inner.layout.entry(&logical),
         ttl,
         own,
     };
     let responses = Responses {
+        stale: rules.stale,
         vary: rules.vary,
         request_headers: request.headers(),
         head,
@@ -356,6 +380,7 @@ pub(crate) enum Prepared<B: Body> {
 /// an envelope of kind [`Kind::Response`]. Hits answer `304` to a matching `If-None-Match`
 /// and carry no body for HEAD.
 pub(crate) struct Responses<'a, V, B, E> {
+    stale: Duration,
     vary: &'a [V],
     request_headers: &'a http::HeaderMap,
     head: bool,
@@ -388,12 +413,21 @@ impl<V: AsRef<str>, B: Body<Data = Bytes>, E> Filler for Responses<'_, V, B, E> 
         response::prepare(&mut parts.headers, &body, self.vary);
         response::write_payload(parts.status, &parts.headers, &body, writer.payload());
         response::add_freshness(&mut parts.headers, header.filled_at(), header.ttl());
+        response::add_stale(&mut parts.headers, self.stale);
         if parts.status.is_success()
             && response::matches_none_match(self.request_headers, parts.headers.get(header::ETAG))
         {
             return (Ok(response::not_modified(&parts.headers)), true);
         }
         (Ok(Response::from_parts(parts, ViewBody::full(body))), true)
+    }
+
+    fn failed(&self, out: &Self::Out) -> bool {
+        match out {
+            Err(_) => true,
+            Ok(Prepared::Pass(response)) => response.status().is_server_error(),
+            Ok(Prepared::Buffered(parts, _)) => parts.status.is_server_error(),
+        }
     }
 
     fn pass(&self, out: Self::Out) -> Self::Answer {

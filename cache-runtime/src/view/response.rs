@@ -297,6 +297,35 @@ pub(crate) fn add_freshness(headers: &mut HeaderMap, filled_at: SystemTime, ttl:
     }
 }
 
+/// With a stale window, tells downstream caches what the cache itself does (RFC 5861):
+/// appends `stale-while-revalidate=N, stale-if-error=N` to `Cache-Control` unless it names
+/// either already.
+pub(crate) fn add_stale(headers: &mut HeaderMap, stale: Duration) {
+    let secs = stale.as_secs();
+    if secs == 0 {
+        return;
+    }
+    let existing: Vec<&str> = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if existing.iter().any(|v| v.contains("stale-")) {
+        return;
+    }
+    let mut value = existing.join(", ");
+    if !value.is_empty() {
+        value.push_str(", ");
+    }
+    let _ = write!(
+        value,
+        "stale-while-revalidate={secs}, stale-if-error={secs}"
+    );
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(header::CACHE_CONTROL, value);
+    }
+}
+
 /// Whether the request's `If-None-Match` matches `etag` by the weak comparison
 /// (RFC 9110 §13.1.2): `*` matches any stored response; otherwise any tag in the lists
 /// whose opaque part equals the ETag's, `W/` ignored on both sides.

@@ -25,5 +25,5 @@ async fn main() {
     })
     .await;
     let stats = cache.stats();
-    assert_eq!((stats.hits, stats.misses, stats.stale), (1, 2, 1));
+    assert_eq!((stats.hits, stats.misses, stats.invalidated), (1, 2, 1));
 }

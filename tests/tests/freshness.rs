@@ -1,0 +1,247 @@
+//! Stale windows and early refresh, on both backends: within `stale` seconds after expiry a
+//! call is served the old value at once while one call refreshes it, or in place of a refresh
+//! that fails; after the window, or once invalidated, a value is never served. `early`
+//! (XFetch) refreshes before expiry. (The probabilities of XFetch are tested statistically
+//! in `cache-runtime/src/freshness.rs`.)
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering::SeqCst};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::routing::get;
+use cache_runtime::{Cache, cached_query, cached_view};
+use cache_tests::{Backend, test_cache};
+use http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use tokio::sync::Semaphore;
+use tower::ServiceExt;
+
+struct Env {
+    cache: Cache,
+}
+
+impl Env {
+    async fn memory(test: &str) -> Env {
+        Env {
+            cache: test_cache(Backend::Memory, test, |b| b).await.0,
+        }
+    }
+    async fn redis(test: &str) -> Env {
+        Env {
+            cache: test_cache(Backend::Redis, test, |b| b).await.0,
+        }
+    }
+    async fn run<F: Future>(&self, f: F) -> F::Output {
+        cache_runtime::scope(self.cache.clone(), f).await
+    }
+}
+
+/// Data the bodies read, and a gate a test may hold them at.
+struct Db {
+    value: AtomicU32,
+    fail: std::sync::atomic::AtomicBool,
+    runs: AtomicUsize,
+    entered: Semaphore,
+    open: Semaphore,
+}
+
+impl Db {
+    fn new(value: u32) -> Arc<Db> {
+        Arc::new(Db {
+            value: AtomicU32::new(value),
+            fail: Default::default(),
+            runs: AtomicUsize::new(0),
+            entered: Semaphore::new(0),
+            // Open unless a test closes it.
+            open: Semaphore::new(Semaphore::MAX_PERMITS),
+        })
+    }
+    async fn read(&self) -> u32 {
+        self.runs.fetch_add(1, SeqCst);
+        let value = self.value.load(SeqCst);
+        self.entered.add_permits(1);
+        self.open.acquire().await.unwrap().forget();
+        value
+    }
+    fn runs(&self) -> usize {
+        self.runs.load(SeqCst)
+    }
+}
+
+#[derive(Debug, PartialEq)]
+struct Down;
+
+#[cached_query(key = "windowed", ttl = 1, stale = 5, tags = ["windowed"], skip(db))]
+async fn windowed(db: &Db) -> u32 {
+    db.read().await
+}
+
+#[cached_query(key = "fallible", ttl = 1, stale = 1, skip(db))]
+async fn fallible(db: &Db) -> Result<u32, Down> {
+    let value = db.read().await;
+    if db.fail.load(SeqCst) {
+        Err(Down)
+    } else {
+        Ok(value)
+    }
+}
+
+#[cached_query(key = "eager", ttl = 30, early = 100000.0, skip(db))]
+async fn eager(db: &Db) -> u32 {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    db.read().await
+}
+
+#[cached_query(key = "patient", ttl = 30, early = 1.0, skip(db))]
+async fn patient(db: &Db) -> u32 {
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    db.read().await
+}
+
+cache_tests::on_both_backends!(
+    the_old_value_is_served_at_once_while_one_call_refreshes,
+    a_failed_refresh_serves_the_old_value_until_the_window_ends,
+    an_invalidated_value_is_never_served_stale,
+    early_refresh_recomputes_before_expiry,
+    pages_serve_stale_and_say_so,
+);
+
+async fn the_old_value_is_served_at_once_while_one_call_refreshes(env: Env) {
+    let db = Db::new(1);
+    assert_eq!(env.run(windowed(&db)).await, 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await; // expired, within the window
+    db.value.store(2, SeqCst);
+    db.open.forget_permits(Semaphore::MAX_PERMITS);
+    let refresher = {
+        let (db, cache) = (db.clone(), env.cache.clone());
+        tokio::spawn(cache_runtime::scope(
+            cache,
+            async move { windowed(&db).await },
+        ))
+    };
+    // The first fill, and the refresh.
+    let entered = db.entered.acquire_many(2);
+    let entered = tokio::time::timeout(Duration::from_secs(5), entered).await;
+    entered.expect("the refresh never ran").unwrap().forget();
+    let others = tokio::time::timeout(Duration::from_millis(500), env.run(windowed(&db))).await;
+    assert_eq!(
+        others,
+        Ok(1),
+        "a call waited for the refresh instead of being served"
+    );
+    db.open.add_permits(Semaphore::MAX_PERMITS);
+    assert_eq!(
+        refresher.await.unwrap(),
+        2,
+        "the refreshing call gets the new value"
+    );
+    assert_eq!(env.run(windowed(&db)).await, 2);
+    assert_eq!(db.runs(), 2);
+    let stats = env.cache.stats();
+    assert_eq!((stats.served_stale, stats.refreshes), (1, 1), "{stats:?}");
+}
+
+async fn a_failed_refresh_serves_the_old_value_until_the_window_ends(env: Env) {
+    let db = Db::new(7);
+    assert_eq!(env.run(fallible(&db)).await, Ok(7));
+    db.fail.store(true, SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(env.run(fallible(&db)).await, Ok(7), "stale-if-error");
+    assert_eq!(db.runs(), 2, "the refresh was tried");
+    tokio::time::sleep(Duration::from_millis(1000)).await; // past expiry + 1 s
+    assert_eq!(
+        env.run(fallible(&db)).await,
+        Err(Down),
+        "served after its window"
+    );
+}
+
+async fn an_invalidated_value_is_never_served_stale(env: Env) {
+    let db = Db::new(1);
+    env.run(windowed(&db)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    db.value.store(2, SeqCst);
+    env.cache.invalidate_tag("windowed").await.unwrap();
+    // Held at the gate: a stale answer would come back at once; the miss waits.
+    db.open.forget_permits(Semaphore::MAX_PERMITS);
+    let call = {
+        let (db, cache) = (db.clone(), env.cache.clone());
+        tokio::spawn(cache_runtime::scope(
+            cache,
+            async move { windowed(&db).await },
+        ))
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!call.is_finished(), "an invalidated value was served stale");
+    db.open.add_permits(Semaphore::MAX_PERMITS);
+    assert_eq!(call.await.unwrap(), 2);
+    assert_eq!(env.cache.stats().served_stale, 0);
+}
+
+async fn early_refresh_recomputes_before_expiry(env: Env) {
+    let db = Db::new(1);
+    env.run(eager(&db)).await;
+    db.value.store(2, SeqCst);
+    // 30 s from expiry, a 20 ms fill with β = 100,000: XFetch fires every time.
+    assert_eq!(env.run(eager(&db)).await, 2, "refreshed early");
+    assert!(env.cache.stats().refreshes >= 1);
+    // With β = 1 it practically never does that far from expiry.
+    env.run(patient(&db)).await;
+    db.value.store(3, SeqCst);
+    for _ in 0..20 {
+        assert_eq!(env.run(patient(&db)).await, 2);
+    }
+}
+
+#[cached_view(ttl = 1, stale = 5)]
+async fn status_page(State(db): State<Arc<Db>>) -> (StatusCode, String) {
+    let value = db.read().await;
+    if db.fail.load(SeqCst) {
+        (StatusCode::SERVICE_UNAVAILABLE, "down".into())
+    } else {
+        (StatusCode::OK, format!("value {value}"))
+    }
+}
+
+async fn pages_serve_stale_and_say_so(env: Env) {
+    let db = Db::new(1);
+    let app = Router::new()
+        .route("/status", get(status_page))
+        .with_state(db.clone());
+    let get = || async {
+        let request = Request::get("/status")
+            .header("host", "example.com")
+            .body(Body::empty())
+            .unwrap();
+        let response = env.run(app.clone().oneshot(request)).await.unwrap();
+        let status = response.status();
+        let cache_control = response.headers()[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            cache_control,
+            String::from_utf8(body.to_vec()).unwrap(),
+        )
+    };
+    let (status, cache_control, body) = get().await;
+    assert_eq!((status, body.as_str()), (StatusCode::OK, "value 1"));
+    assert_eq!(
+        cache_control,
+        "max-age=1, stale-while-revalidate=5, stale-if-error=5"
+    );
+    db.fail.store(true, SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, _, body) = get().await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "value 1"),
+        "a 503 replaced the stale page"
+    );
+    assert_eq!(db.runs(), 2);
+}
