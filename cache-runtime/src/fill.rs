@@ -146,33 +146,40 @@ async fn fill<F: Filler>(
     leader: flight::Leader<'_>,
     body: impl Future<Output = F::Out>,
 ) -> F::Answer {
+    // A value another process stored since this call's lookup, still servable.
+    let poll = || async {
+        let since = Instant::now();
+        let value = lookup(plan).await.ok()??;
+        plan.freshness
+            .state(&value.header, envelope::now_ms())
+            .map(|_| (value, since))
+    };
     let lease = if plan.leases() {
-        match lease::take(&plan.cache, &plan.key, plan.name).await {
-            Take::Taken(lease) => Some(lease),
-            Take::Unavailable => None,
-            Take::Held => {
-                let poll = || async {
-                    let since = Instant::now();
-                    let value = lookup(plan).await.ok()??;
-                    plan.freshness
-                        .state(&value.header, envelope::now_ms())
-                        .map(|_| (value, since))
-                };
-                match lease::wait(&plan.cache, &plan.key, plan.name, poll).await {
-                    Ok((value, since)) => {
-                        if let Some(answer) = serve(plan, filler, &value) {
-                            leader.publish(Shared {
-                                value,
-                                since,
-                                checkable: true,
-                            });
-                            return answer;
-                        }
-                        None
-                    }
-                    Err(lease) => lease,
+        let found = match lease::take(&plan.cache, &plan.key, plan.name).await {
+            // Taken: the lease's last holder may have filled and freed it since the lookup.
+            Take::Taken(lease) => match poll().await {
+                Some(found) => {
+                    lease.release(&plan.cache, plan.name).await;
+                    Ok(found)
                 }
-            }
+                None => Err(Some(lease)),
+            },
+            Take::Unavailable => Err(None),
+            Take::Held => lease::wait(&plan.cache, &plan.key, plan.name, poll).await,
+        };
+        match found {
+            Ok((value, since)) => match serve(plan, filler, &value) {
+                Some(answer) => {
+                    leader.publish(Shared {
+                        value,
+                        since,
+                        checkable: true,
+                    });
+                    return answer;
+                }
+                None => None,
+            },
+            Err(lease) => lease,
         }
     } else {
         None

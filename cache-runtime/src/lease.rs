@@ -17,9 +17,11 @@ use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::stats::Event;
 
-/// The first wait for another process's fill, and the longest between two polls.
-const FIRST_POLL: Duration = Duration::from_millis(2);
-const LONGEST_POLL: Duration = Duration::from_millis(25);
+/// The shortest and the longest pause between two polls for another process's fill; in
+/// between, a tenth of the time waited so far, so a wait overshoots the fill by at most about
+/// 10% (and 1 ms), whatever the body's cost.
+const SHORTEST_POLL: Duration = Duration::from_millis(1);
+const LONGEST_POLL: Duration = Duration::from_millis(50);
 
 /// A lease this process holds.
 #[derive(Debug)]
@@ -62,7 +64,7 @@ impl Lease {
     }
 }
 
-/// Polls with a backoff while another process holds the lease: `poll` looks for the value
+/// Polls while another process holds the lease: `poll` looks for the value
 /// (`Some` ends the wait), then the lease is tried again (taken: this process fills). After
 /// the lease's TTL, or when the backend fails, this process fills without a lease.
 pub(crate) async fn wait<T, F, Fut>(
@@ -76,11 +78,11 @@ where
     Fut: Future<Output = Option<T>>,
 {
     cache.count(Event::LeaseWait, name);
-    let deadline = Instant::now() + cache.inner.lease_ttl;
-    let mut pause = FIRST_POLL;
+    let started = Instant::now();
+    let deadline = started + cache.inner.lease_ttl;
     loop {
+        let pause = (started.elapsed() / 10).clamp(SHORTEST_POLL, LONGEST_POLL);
         tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
-        pause = (pause * 2).min(LONGEST_POLL);
         if let Some(found) = poll().await {
             return Ok(found);
         }
