@@ -107,6 +107,7 @@ cache_tests::on_both_backends!(
     an_invalidated_value_is_never_served_stale,
     early_refresh_recomputes_before_expiry,
     pages_serve_stale_and_say_so,
+    layers_serve_stale_too,
 );
 
 async fn the_old_value_is_served_at_once_while_one_call_refreshes(env: Env) {
@@ -242,6 +243,46 @@ async fn pages_serve_stale_and_say_so(env: Env) {
         (status, body.as_str()),
         (StatusCode::OK, "value 1"),
         "a 503 replaced the stale page"
+    );
+    assert_eq!(db.runs(), 2);
+}
+
+async fn plain_status(State(db): State<Arc<Db>>) -> (StatusCode, String) {
+    let value = db.read().await;
+    if db.fail.load(SeqCst) {
+        (StatusCode::BAD_GATEWAY, "down".into())
+    } else {
+        (StatusCode::OK, format!("value {value}"))
+    }
+}
+
+async fn layers_serve_stale_too(env: Env) {
+    let db = Db::new(1);
+    let app = Router::new()
+        .route("/plain", get(plain_status))
+        .with_state(db.clone())
+        .layer(
+            cache_runtime::view::CacheLayer::new(Duration::from_secs(1))
+                .stale(Duration::from_secs(5))
+                .lease(false),
+        );
+    let get = || async {
+        let request = Request::get("/plain")
+            .header("host", "example.com")
+            .body(Body::empty())
+            .unwrap();
+        let response = env.run(app.clone().oneshot(request)).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    };
+    assert_eq!(get().await, (StatusCode::OK, "value 1".into()));
+    db.fail.store(true, SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        get().await,
+        (StatusCode::OK, "value 1".into()),
+        "the 502 replaced it"
     );
     assert_eq!(db.runs(), 2);
 }
