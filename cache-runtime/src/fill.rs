@@ -106,8 +106,12 @@ pub(crate) fn run<F: Filler>(
             deps::taint();
             return filler.pass(Box::pin(body).await);
         };
-        let old = match lookup(&plan).await {
-            Ok(Some(value)) => match plan.freshness.state(&value.header, envelope::now_ms()) {
+        let found = lookup(&plan, Count::Yes).await.ok().flatten();
+        // Which fill this call saw, if any: waiting for another process's fill means waiting
+        // for another one.
+        let seen = found.as_ref().map(|value| value.header.filled_at_ms);
+        let old = match found {
+            Some(value) => match plan.freshness.state(&value.header, envelope::now_ms()) {
                 Some(State::Fresh) => match serve(&plan, &filler, &value) {
                     Some(answer) => return answer,
                     None => None,
@@ -115,7 +119,7 @@ pub(crate) fn run<F: Filler>(
                 Some(state) => Some((value, state)),
                 None => None,
             },
-            _ => None,
+            None => None,
         };
         let body = Box::pin(body);
         if let Some((value, state)) = old {
@@ -123,7 +127,7 @@ pub(crate) fn run<F: Filler>(
         }
         let joined = Instant::now();
         match plan.cache.inner.flights.join(&plan.key) {
-            Join::Leader(leader) => fill(&plan, &filler, leader, body).await,
+            Join::Leader(leader) => fill(&plan, &filler, leader, body, seen).await,
             Join::Follower(slot) => {
                 if let Some(shared) = flight::wait(slot).await
                     && let Some(answer) = follow(&plan, &filler, &shared, joined).await
@@ -145,11 +149,16 @@ async fn fill<F: Filler>(
     filler: &F,
     leader: flight::Leader<'_>,
     body: impl Future<Output = F::Out>,
+    seen: Option<u64>,
 ) -> F::Answer {
-    // A value another process stored since this call's lookup, still servable.
+    // A value another process stored since this call's lookup (not the fill it saw), still
+    // servable.
     let poll = || async {
         let since = Instant::now();
-        let value = lookup(plan).await.ok()??;
+        let value = lookup(plan, Count::No).await.ok()??;
+        if Some(value.header.filled_at_ms) == seen {
+            return None;
+        }
         plan.freshness
             .state(&value.header, envelope::now_ms())
             .map(|_| (value, since))
@@ -244,7 +253,7 @@ pub(crate) async fn cached_answer<F: Filler>(
     plan: &Plan,
     filler: &F,
 ) -> crate::Result<Option<F::Answer>> {
-    let Some(value) = lookup(plan).await? else {
+    let Some(value) = lookup(plan, Count::Yes).await? else {
         return Ok(None);
     };
     Ok(
@@ -396,7 +405,7 @@ async fn follow<F: Filler>(
 /// expected to record; `None` (counted) when there is none that may be served: missing,
 /// invalidated or unreadable. Whether it is fresh is the caller's question
 /// ([`Freshness::state`]). An error when the backend failed.
-async fn lookup(plan: &Plan) -> crate::Result<Option<Opened>> {
+async fn lookup(plan: &Plan, count: Count) -> crate::Result<Option<Opened>> {
     let Plan {
         cache, name, key, ..
     } = plan;
@@ -418,23 +427,27 @@ async fn lookup(plan: &Plan) -> crate::Result<Option<Opened>> {
     let generations: Vec<Option<Bytes>> = values.collect();
 
     let Some(value) = envelope::open(bytes, cache.compression().limit) else {
-        cache.count(Event::DecodeError, name);
-        tracing::warn!(key = %key, name, "cache: stored bytes are not a value; recomputing");
+        if count == Count::Yes {
+            cache.count(Event::DecodeError, name);
+            tracing::warn!(key = %key, name, "cache: stored bytes are not a value; recomputing");
+        }
         return Ok(None);
     };
     let now = envelope::now_ms();
     let ttl_ms = u64::try_from(plan.ttl.as_millis()).unwrap_or(u64::MAX);
     if value.header.fresh_until_ms > now.saturating_add(ttl_ms).saturating_add(CLOCK_SKEW_MS) {
         // Fresher than any fill with this TTL makes it: foreign, or the TTL was lowered.
-        cache.count(Event::DecodeError, name);
-        tracing::warn!(key = %key, name, "cache: stored value claims a longer life than its TTL; recomputing");
+        if count == Count::Yes {
+            cache.count(Event::DecodeError, name);
+            tracing::warn!(key = %key, name, "cache: stored value claims a longer life than its TTL; recomputing");
+        }
         return Ok(None);
     }
     let mut beyond = Vec::new();
     for (dep, generation) in value.deps() {
         match expected.iter().position(|e| *e == dep) {
             Some(i) if holds(&generations[i], generation) => {}
-            Some(_) => return Ok(stale(plan)),
+            Some(_) => return Ok(invalidated(plan, count)),
             None => beyond.push((dep, generation)),
         }
     }
@@ -442,16 +455,26 @@ async fn lookup(plan: &Plan) -> crate::Result<Option<Opened>> {
         // Dependencies this process did not expect (another process filled the value, or
         // the page reads other queries now): one more round trip, then remembered.
         if !current(cache, beyond.iter().copied(), name).await {
-            return Ok(stale(plan));
+            return Ok(invalidated(plan, count));
         }
         remember_beyond_own(plan, value.deps().map(|(n, _)| n));
     }
     Ok(Some(value))
 }
 
-fn stale(plan: &Plan) -> Option<Opened> {
-    plan.cache.count(Event::Invalidated, plan.name);
-    tracing::debug!(key = %plan.key, name = plan.name, "cache: stale value (invalidated)");
+/// Whether a lookup counts what it finds: the first look of a call does; the polls of a
+/// call waiting for another process's fill do not (they would count one value many times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    Yes,
+    No,
+}
+
+fn invalidated(plan: &Plan, count: Count) -> Option<Opened> {
+    if count == Count::Yes {
+        plan.cache.count(Event::Invalidated, plan.name);
+        tracing::debug!(key = %plan.key, name = plan.name, "cache: invalidated value");
+    }
     None
 }
 
