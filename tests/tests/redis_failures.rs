@@ -200,3 +200,35 @@ async fn cache_for_url(url: &str) -> Cache {
         .await
         .unwrap()
 }
+
+/// After the cool-down the breaker is half-open: of many concurrent calls only one (the
+/// probe) reaches the dead Redis; the others run uncached without touching it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_breaker_sends_one_probe() {
+    let server = RedisServer::start();
+    let cool_down = Duration::from_millis(300);
+    let cache = Cache::builder(&server.url())
+        .timeout(OP_TIMEOUT)
+        .circuit_breaker(2, cool_down)
+        .build()
+        .await
+        .unwrap();
+    server.kill();
+    let calls = AtomicUsize::new(0);
+    cache_runtime::scope(cache.clone(), async {
+        while cache.stats().skipped == 0 {
+            timed_call(&calls, 1).await;
+        }
+        tokio::time::sleep(cool_down + Duration::from_millis(50)).await;
+        let errors = cache.stats().backend_errors;
+        let concurrent = (0..20).map(|i| timed_call(&calls, 100 + i));
+        futures::future::join_all(concurrent).await;
+        assert_eq!(
+            cache.stats().backend_errors - errors,
+            1,
+            "one probe reached the dead server: {:?}",
+            cache.stats()
+        );
+    })
+    .await;
+}
