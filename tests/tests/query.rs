@@ -381,6 +381,20 @@ async fn stats_count_hits_misses_and_fills(env: Env) {
 
 async fn clear_removes_this_prefix_only(env: Env) {
     let calls = AtomicUsize::new(0);
+    // A prefix nested in this one (`{prefix}:x`) would share its keys: refused.
+    let url = env.redis_url.as_deref().unwrap_or("memory://");
+    let nested = Cache::builder(url)
+        .prefix(format!("{}:x", env.cache.prefix()))
+        .build()
+        .await;
+    assert!(nested.unwrap_err().to_string().contains("contains `:`"));
+    // The nearest legal neighbour keeps its keys through a clear of this prefix.
+    let sibling = Cache::builder(url)
+        .prefix(format!("{}-x", env.cache.prefix()))
+        .build()
+        .await
+        .unwrap();
+    sibling.set("kept", &1, None).await.unwrap();
     let foreign = format!("other-{}:1:keep", env.cache.prefix());
     if let Some(url) = &env.redis_url {
         let mut conn = raw_connection(url).await;
@@ -400,6 +414,7 @@ async fn clear_removes_this_prefix_only(env: Env) {
     assert_eq!(env.cache.clear().await.unwrap(), 6);
     env.run(square(&calls, 5)).await;
     assert_eq!(calls.load(SeqCst), 3, "cleared entries are misses");
+    assert_eq!(sibling.get::<i32>("kept").await.unwrap(), Some(1));
     if let Some(url) = &env.redis_url {
         let mut conn = raw_connection(url).await;
         let kept: Option<String> = ::redis::cmd("GET")

@@ -59,6 +59,19 @@ pub struct CacheBuilder {
 
 impl CacheBuilder {
     /// Key prefix, Django's `KEY_PREFIX` (default empty): keys are `{prefix}:{version}:...`.
+    ///
+    /// It may not contain `:` (nor whitespace): every key of the cache starts with
+    /// `{prefix}:`, so with `:` allowed the keys of a cache prefixed `app:x` would also
+    /// start with `app:`, and `clear()` on the cache prefixed `app` would delete them.
+    /// [`build`](Self::build) refuses such a prefix; use `-` or `.` instead.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let err = cache_runtime::Cache::builder("memory://").prefix("app:x").build().await.unwrap_err();
+    /// assert!(err.to_string().contains("`:`"));
+    /// assert!(cache_runtime::Cache::builder("memory://").prefix("app-x").build().await.is_ok());
+    /// # });
+    /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -126,6 +139,14 @@ impl CacheBuilder {
         if self.prefix.contains(char::is_whitespace) {
             return Err(Error::config(format!(
                 "the key prefix {:?} contains whitespace",
+                self.prefix
+            )));
+        }
+        if self.prefix.contains(':') {
+            return Err(Error::config(format!(
+                "the key prefix {:?} contains `:`, which separates the prefix from the rest of \
+                 a key: the cache prefixed with what comes before it would share (and clear) \
+                 its keys. Use `-` or `.` instead",
                 self.prefix
             )));
         }
@@ -330,5 +351,7 @@ mod tests {
         assert!(ttl.unwrap_err().to_string().contains("TTL"));
         let prefix = Cache::builder("memory://").prefix("my app").build().await;
         assert!(prefix.unwrap_err().to_string().contains("whitespace"));
+        let colon = Cache::builder("memory://").prefix("app:x").build().await;
+        assert!(colon.unwrap_err().to_string().contains("contains `:`"));
     }
 }
