@@ -62,10 +62,11 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    /// A header for a value of `kind` filled now, fresh for `ttl`, computed in `cost`.
+    /// A header for a value of `kind` filled now, fresh for `ttl` (at most
+    /// [`MAX_TTL`](crate::backend::MAX_TTL)), computed in `cost`.
     pub(crate) fn new(kind: Kind, codec: u8, ttl: Duration, cost: Duration) -> Header {
         let filled_at_ms = now_ms();
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let ttl_ms = ttl.min(crate::backend::MAX_TTL).as_millis() as u64;
         Header {
             codec,
             kind,

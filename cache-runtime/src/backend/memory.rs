@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moka::Expiry;
 
-use super::Backend;
+use super::{Backend, MAX_TTL};
 use crate::error::Result;
 
 /// Fixed per-entry cost added to key and value sizes when weighing an entry.
@@ -26,7 +26,7 @@ struct PerEntryTtl;
 
 impl Expiry<String, Entry> for PerEntryTtl {
     fn expire_after_create(&self, _key: &String, entry: &Entry, _now: Instant) -> Option<Duration> {
-        entry.ttl
+        entry.ttl.map(|ttl| ttl.min(MAX_TTL))
     }
     fn expire_after_update(
         &self,
@@ -35,7 +35,7 @@ impl Expiry<String, Entry> for PerEntryTtl {
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        entry.ttl
+        entry.ttl.map(|ttl| ttl.min(MAX_TTL))
     }
 }
 

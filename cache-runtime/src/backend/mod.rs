@@ -17,6 +17,11 @@ pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
+/// The longest anything is kept: longer TTLs (a setting of `Duration::MAX`, a `ttl` of
+/// `u64::MAX` seconds) are this. Ten years: well within what Redis (`PX`), the memory store
+/// and an HTTP date (`Expires`, up to the year 9999) can express.
+pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
 /// What the runtime needs from a store.
 ///
 /// Implementations bound every operation in time themselves; errors are reported, and the

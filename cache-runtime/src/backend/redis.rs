@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Backend, io};
+use super::{Backend, MAX_TTL, io};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A Redis server reached through one multiplexed, self-reconnecting connection.
@@ -29,7 +29,7 @@ pub(crate) struct RedisBackend {
 fn px(cmd: &mut redis::Cmd, ttl: Option<Duration>) {
     if let Some(ttl) = ttl {
         cmd.arg("PX")
-            .arg(ttl.as_millis().clamp(1, u64::MAX as u128) as u64);
+            .arg(ttl.min(MAX_TTL).as_millis().max(1) as u64);
     }
 }
 

@@ -234,10 +234,21 @@ pub(crate) fn resolve(explicit: Option<Cache>, name: &'static str) -> Option<Cac
     cache
 }
 
-/// Whether `value` opens as a stored response (the fuzz target's view of it).
+/// Whether `value` opens as a stored response, which is then served every way a hit can
+/// be (full, HEAD, `304`), with the times its header claims (the fuzz target's view of it).
 #[cfg(feature = "fuzz")]
 pub(crate) fn open_untrusted(value: &Opened) -> bool {
-    Entry::open(value).is_some()
+    type Served = Response<ViewBody<http_body_util::Empty<Bytes>>>;
+    let Some(entry) = Entry::open(value) else {
+        return false;
+    };
+    let mut conditional = http::HeaderMap::new();
+    conditional.insert(header::IF_NONE_MATCH, http::HeaderValue::from_static("*"));
+    let now = SystemTime::now();
+    let _: Served = entry.clone().respond(&http::HeaderMap::new(), false, now);
+    let _: Served = entry.clone().respond(&conditional, false, now);
+    let _: Served = entry.respond(&http::HeaderMap::new(), true, now);
+    true
 }
 
 /// A view's request through the cache: decides whether the cache applies at all, then runs

@@ -276,7 +276,13 @@ pub(crate) fn add_freshness(headers: &mut HeaderMap, filled_at: SystemTime, ttl:
     if has_max_age || headers.contains_key(header::EXPIRES) {
         return;
     }
-    let expires = filled_at + ttl;
+    // Whatever the stored header says (foreign bytes, a huge setting), what is sent stays
+    // within what HTTP expresses: max-age at most 2^31 (RFC 9111 §1.2.2), an HTTP date
+    // within the year 9999 (`httpdate` panics past it).
+    let ttl = ttl.min(Duration::from_secs(1 << 31));
+    let expires = filled_at
+        .checked_add(ttl)
+        .filter(|at| *at <= last_http_date());
     let existing: Vec<&str> = headers
         .get_all(header::CACHE_CONTROL)
         .iter()
@@ -292,9 +298,16 @@ pub(crate) fn add_freshness(headers: &mut HeaderMap, filled_at: SystemTime, ttl:
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(header::CACHE_CONTROL, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(expires)) {
+    if let Some(expires) = expires
+        && let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(expires))
+    {
         headers.insert(header::EXPIRES, value);
     }
+}
+
+/// 9999-12-31T23:59:59Z, the last instant an HTTP date can name.
+fn last_http_date() -> SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(253_402_300_799)
 }
 
 /// Whether the request's `If-None-Match` matches `etag` by the weak comparison
@@ -471,6 +484,25 @@ mod tests {
         let mut h = headers(&[("expires", "Thu, 01 Jan 1970 00:00:00 GMT")]);
         add_freshness(&mut h, filled, Duration::from_secs(60));
         assert!(!h.contains_key(header::CACHE_CONTROL));
+    }
+
+    #[test]
+    fn freshness_of_hostile_times_never_panics() {
+        let far = UNIX_EPOCH + Duration::from_millis(u64::MAX);
+        for (filled, ttl) in [
+            (UNIX_EPOCH, Duration::MAX),
+            (far, Duration::from_millis(u64::MAX)),
+            (SystemTime::now(), Duration::from_secs(300 * 365 * 86_400 * 30)),
+            (last_http_date(), Duration::from_secs(1)),
+        ] {
+            let mut h = HeaderMap::new();
+            add_freshness(&mut h, filled, ttl);
+            let max_age: u64 = h[header::CACHE_CONTROL].to_str().unwrap()[8..].parse().unwrap();
+            assert!(max_age <= 1 << 31);
+            if let Some(expires) = h.get(header::EXPIRES) {
+                httpdate::parse_http_date(expires.to_str().unwrap()).unwrap();
+            }
+        }
     }
 
     fn stored(status: StatusCode, h: &HeaderMap, body: &'static [u8], ttl: Duration) -> Opened {
