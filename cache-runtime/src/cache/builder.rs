@@ -55,6 +55,7 @@ pub struct CacheBuilder {
     codec: CodecKind,
     breaker_threshold: u32,
     breaker_cool_down: Duration,
+    trust_forwarded: bool,
 }
 
 impl CacheBuilder {
@@ -124,6 +125,32 @@ impl CacheBuilder {
         self
     }
 
+    /// Whether cached views and `CacheLayer`s believe the headers a proxy uses to tell the
+    /// app the URL the client used (`Forwarded` `host`/`proto`, `X-Forwarded-Host`,
+    /// `-Proto`, `-Port`, `-Prefix`; default `false`), like Django's `USE_X_FORWARDED_HOST`.
+    ///
+    /// - `false`: a request carrying any of them runs uncached (neither read nor written),
+    ///   since any client can send them: one forged `X-Forwarded-Host: evil.test` must not
+    ///   store a page whose links point at evil.test for everyone.
+    /// - `true`: they are part of every response's key (of `Forwarded`, only `host` and
+    ///   `proto`). Turn it on only when a proxy you run sets or strips them on every
+    ///   request; each value a client may still choose is its own entry.
+    ///
+    /// It is a setting of the cache, not of one view: it describes the deployment (is
+    /// there a proxy in front), which every view and layer on the cache shares. See
+    /// `docs/SECURITY.md`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = cache_runtime::Cache::builder("memory://").trust_forwarded(true).build().await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn trust_forwarded(mut self, trust: bool) -> Self {
+        self.trust_forwarded = trust;
+        self
+    }
+
     /// Builds the cache. A malformed URL or setting is an error naming the problem; a
     /// Redis server that is down is not (the cache connects in the background and runs
     /// uncached until then).
@@ -178,6 +205,7 @@ impl CacheBuilder {
                 counters: Counters::default(),
                 flights: Flights::default(),
                 breaker: Breaker::new(self.breaker_threshold, self.breaker_cool_down),
+                trust_forwarded: self.trust_forwarded,
             }),
         };
         cache.warm_up();
@@ -276,6 +304,7 @@ impl Cache {
             codec: CodecKind::default(),
             breaker_threshold: 5,
             breaker_cool_down: Duration::from_secs(1),
+            trust_forwarded: false,
         }
     }
 }

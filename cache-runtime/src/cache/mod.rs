@@ -60,6 +60,10 @@ pub(crate) struct Inner {
     /// queries): read in the same `MGET` as the value, so a hit stays one round trip.
     pub(crate) hints: moka::sync::Cache<String, Arc<[String]>>,
     pub(crate) breaker: Breaker,
+    /// Whether views believe forwarded headers (key on them) or bypass requests carrying
+    /// them: [`CacheBuilder::trust_forwarded`](crate::CacheBuilder::trust_forwarded).
+    #[cfg_attr(not(feature = "view"), allow(dead_code))]
+    pub(crate) trust_forwarded: bool,
 }
 
 impl std::fmt::Debug for Cache {

@@ -7,11 +7,17 @@
 //! never share a key). HEAD reads GET's entry. A [`CacheLayer`] uses `layer` for the
 //! function.
 //!
-//! **Not cached at all** (neither read nor written): methods other than GET and HEAD, and
-//! requests carrying `Authorization` unless `vary` names it. Any other request header a
-//! response depends on (`Cookie`, `Accept-Language`, ...) must be named in `vary`, as with
-//! Django's `vary_on_headers`; a response whose own `Vary` names a header outside the key is
-//! not stored.
+//! **Not cached at all** (neither read nor written): methods other than GET and HEAD;
+//! requests carrying credentials, `Authorization` or `Cookie`, unless `vary` names that
+//! header (session layers such as tower-sessions and axum-extra's cookie jars add no
+//! `Vary: Cookie`, so a page read from a session would otherwise be one user's page served
+//! to everyone); and, unless the cache trusts them
+//! ([`CacheBuilder::trust_forwarded`](crate::CacheBuilder::trust_forwarded)), requests
+//! carrying the forwarded headers a proxy uses to tell the app its URL (`Forwarded`
+//! `host`/`proto`, `X-Forwarded-Host`, `-Proto`, `-Port`, `-Prefix`): any client can forge
+//! them. Trusted, they are part of the key. Any other request header a response depends on
+//! (`Accept-Language`, ...) must be named in `vary`, as with Django's `vary_on_headers`; a
+//! response whose own `Vary` names a header outside the key is not stored.
 //!
 //! **Stored** only when all of these hold: the status is in `statuses` (default `[200]`);
 //! no `Set-Cookie`; no `Cache-Control` with `private`, `no-store` or `no-cache`; no
@@ -64,6 +70,7 @@
 #[cfg(feature = "axum")]
 mod adapter;
 mod body;
+mod forwarded;
 mod layer;
 mod request;
 mod response;
@@ -273,16 +280,26 @@ where
         Method::HEAD => true,
         _ => return bypass(run).await,
     };
-    if request.headers().contains_key(header::AUTHORIZATION)
-        && !varies_on(rules.vary, "authorization")
-    {
-        return bypass(run).await;
+    // Credentials: a response to them is one user's unless the key has them.
+    for credentials in [header::AUTHORIZATION, header::COOKIE] {
+        if request.headers().contains_key(&credentials)
+            && !varies_on(rules.vary, credentials.as_str())
+        {
+            return bypass(run).await;
+        }
     }
     let Some(cache) = cache else {
         return bypass(run).await;
     };
+    let trust_forwarded = cache.inner.trust_forwarded;
+    if !trust_forwarded && forwarded::shapes_url(request.headers()) {
+        warn_untrusted_forwarded(rules.name);
+        return bypass(run).await;
+    }
     let ttl = rules.ttl.unwrap_or(cache.inner.default_ttl);
-    let Some(request_key) = request_key(request, rules.vary).filter(|_| !ttl.is_zero()) else {
+    let Some(request_key) =
+        request_key(request, rules.vary, trust_forwarded).filter(|_| !ttl.is_zero())
+    else {
         return bypass(run).await;
     };
     let logical = key::view(rules.version, rules.name, &request_key);
@@ -341,6 +358,19 @@ where
         })
     };
     fill::run(Some(plan), responses, body).await
+}
+
+/// Says once per process why requests from a proxy are not cached.
+fn warn_untrusted_forwarded(name: &'static str) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            name,
+            "cache: requests carry X-Forwarded-Host/-Proto/-Port/-Prefix or Forwarded host/proto, \
+             which the cache does not trust: they run uncached. Behind a proxy that sets or strips \
+             these headers on every request, call CacheBuilder::trust_forwarded(true)"
+        );
+    }
 }
 
 /// Runs the handler without the cache. Whatever its response is built from, nothing can
