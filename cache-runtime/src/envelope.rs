@@ -158,6 +158,18 @@ impl Writer {
         self.buf[26..34].copy_from_slice(&fingerprint.to_le_bytes());
     }
 
+    /// Shortens the life `header` (this envelope's) gave the value to `ttl`: a response
+    /// whose own headers allow less than the view's ttl.
+    #[cfg(feature = "view")]
+    pub(crate) fn set_ttl(&mut self, header: &Header, ttl: Duration) {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let fresh_until = header
+            .filled_at_ms
+            .saturating_add(ttl_ms)
+            .min(header.fresh_until_ms);
+        self.buf[14..22].copy_from_slice(&fresh_until.to_le_bytes());
+    }
+
     /// The finished envelope.
     pub(crate) fn seal(mut self, compression: Compression) -> Bytes {
         compress(&mut self.buf, self.payload_start, compression);

@@ -95,7 +95,10 @@ async fn lz4_claims_past_the_largest_value_are_misses(env: Env) {
     get_page(&router, "/big").await;
     get_page(&router, "/big").await;
     assert_eq!(calls.load(SeqCst), 1, "a compressed page is a hit");
-    let key = format!("{}:1:view:layer:GET:http://example.com/big", env.cache.prefix());
+    let key = format!(
+        "{}:1:view:layer:GET:http://example.com/big",
+        env.cache.prefix()
+    );
     let stored = env.cache.raw_get(&key).await.unwrap().expect("stored");
     assert_eq!(stored[4] & 1, 1, "stored lz4-compressed");
     // The same envelope, claiming one byte more than the largest value once decompressed.
@@ -142,12 +145,14 @@ async fn huge_durations_never_panic(env: Env) {
             assert_eq!(default_ttl(&queries, 8).await, 8);
         }
         assert_eq!(queries.load(SeqCst), 2, "second calls were hits");
-        env.cache
-            .set("k", &1u8, Some(Duration::MAX))
-            .await
-            .unwrap();
+        env.cache.set("k", &1u8, Some(Duration::MAX)).await.unwrap();
         assert_eq!(env.cache.get::<u8>("k").await.unwrap(), Some(1));
     })
     .await;
-    assert_eq!(env.cache.stats().backend_errors, 0, "{:?}", env.cache.stats());
+    assert_eq!(
+        env.cache.stats().backend_errors,
+        0,
+        "{:?}",
+        env.cache.stats()
+    );
 }

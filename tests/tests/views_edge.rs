@@ -154,6 +154,7 @@ cache_tests::on_both_backends!(
     trusted_forwarded_headers_are_keyed,
     session_pages_never_reach_another_user,
     cookie_in_vary_caches_per_session,
+    response_caching_headers_are_read_as_a_shared_cache,
 );
 
 async fn forged_forwarded_headers_never_poison_the_cache(env: Env) {
@@ -175,19 +176,35 @@ async fn forged_forwarded_headers_never_poison_the_cache(env: Env) {
                 "{path} after {forged:?}"
             );
             let again = send(&router, &cache, get_with(path, &[forged])).await;
-            assert!(!again.headers.contains_key(header::AGE), "{path} {forged:?}");
+            assert!(
+                !again.headers.contains_key(header::AGE),
+                "{path} {forged:?}"
+            );
             assert!(calls.get() - before >= 2, "{path}: the forged ones ran");
         }
         // Headers that name the client, not the URL, do not keep a request from the cache.
         let before = calls.get();
-        let proxied = get_with(path, &[("x-forwarded-for", "203.0.113.9"), ("x-real-ip", "1.2.3.4")]);
+        let proxied = get_with(
+            path,
+            &[("x-forwarded-for", "203.0.113.9"), ("x-real-ip", "1.2.3.4")],
+        );
         let got = send(&router, &cache, proxied).await;
         assert!(got.headers.contains_key(header::AGE), "{path}: a hit");
         let by_client = get_with(path, &[("forwarded", "for=198.51.100.1;by=10.0.0.1")]);
-        assert!(send(&router, &cache, by_client).await.headers.contains_key(header::AGE));
+        assert!(
+            send(&router, &cache, by_client)
+                .await
+                .headers
+                .contains_key(header::AGE)
+        );
         assert_eq!(calls.get(), before);
     }
-    assert_eq!(cache.stats().fills, 2, "the clean page of each path: {:?}", cache.stats());
+    assert_eq!(
+        cache.stats().fills,
+        2,
+        "the clean page of each path: {:?}",
+        cache.stats()
+    );
 }
 
 async fn trusted_forwarded_headers_are_keyed(env: Env) {
@@ -199,18 +216,27 @@ async fn trusted_forwarded_headers_are_keyed(env: Env) {
         let proxied = || {
             get_with(
                 path,
-                &[("x-forwarded-host", "www.example.org"), ("x-forwarded-proto", "https")],
+                &[
+                    ("x-forwarded-host", "www.example.org"),
+                    ("x-forwarded-proto", "https"),
+                ],
             )
         };
         let got = send(&router, &cache, proxied()).await;
-        assert_eq!(got.text(), "<a href=\"https://www.example.org/next\">next</a>");
+        assert_eq!(
+            got.text(),
+            "<a href=\"https://www.example.org/next\">next</a>"
+        );
         let clean = send(&router, &cache, get_with(path, &[])).await;
         assert_eq!(clean.text(), "<a href=\"http://example.com/next\">next</a>");
         assert_eq!(calls.get() - before, 2, "{path}: two URLs, two entries");
         let hit = send(&router, &cache, proxied()).await;
         assert_eq!(hit.text(), got.text());
         assert!(hit.headers.contains_key(header::AGE));
-        assert_eq!(send(&router, &cache, get_with(path, &[])).await.text(), clean.text());
+        assert_eq!(
+            send(&router, &cache, get_with(path, &[])).await.text(),
+            clean.text()
+        );
         assert_eq!(calls.get() - before, 2, "{path}: both were hits");
 
         // `Forwarded`: host and proto are keyed, the client's address is not.
@@ -291,7 +317,12 @@ fn session_routers(cache: &Cache, calls: &Calls) -> Vec<(&'static str, Router)> 
 
 /// Logs `user` in and returns the session cookie a browser would send back.
 async fn log_in(router: &Router, cache: &Cache, user: &str) -> String {
-    let got = send(router, cache, request("POST", &format!("/login/{user}"), &[])).await;
+    let got = send(
+        router,
+        cache,
+        request("POST", &format!("/login/{user}"), &[]),
+    )
+    .await;
     assert_eq!(got.status, StatusCode::OK);
     let set_cookie = got.headers[header::SET_COOKIE].to_str().unwrap();
     set_cookie.split(';').next().unwrap().to_owned()
@@ -322,14 +353,29 @@ async fn session_pages_never_reach_another_user(env: Env) {
         let alice = log_in(&router, &cache, "alice").await;
         let bob = log_in(&router, &cache, "bob").await;
         // Alice first: her page must not be stored for anyone else.
-        assert_eq!(send(&router, &cache, browser(&alice)).await.text(), "hello alice", "{how}");
+        assert_eq!(
+            send(&router, &cache, browser(&alice)).await.text(),
+            "hello alice",
+            "{how}"
+        );
         let anonymous = send(&router, &cache, get_with("/dashboard", &[])).await;
         assert_eq!(anonymous.text(), "hello anonymous", "{how}");
-        assert_eq!(send(&router, &cache, browser(&bob)).await.text(), "hello bob", "{how}");
+        assert_eq!(
+            send(&router, &cache, browser(&bob)).await.text(),
+            "hello bob",
+            "{how}"
+        );
         // An anonymous page cached now is not served to a logged-in user either.
         let again = send(&router, &cache, get_with("/dashboard", &[])).await;
-        assert!(again.headers.contains_key(header::AGE), "{how}: anonymous pages are cached");
-        assert_eq!(send(&router, &cache, browser(&alice)).await.text(), "hello alice", "{how}");
+        assert!(
+            again.headers.contains_key(header::AGE),
+            "{how}: anonymous pages are cached"
+        );
+        assert_eq!(
+            send(&router, &cache, browser(&alice)).await.text(),
+            "hello alice",
+            "{how}"
+        );
         assert_eq!(calls.get(), 4, "{how}: every logged-in request ran");
     }
 }
@@ -345,12 +391,123 @@ async fn cookie_in_vary_caches_per_session(env: Env) {
     let alice = log_in(&router, &cache, "alice").await;
     let bob = log_in(&router, &cache, "bob").await;
     for _ in 0..2 {
-        assert_eq!(send(&router, &cache, browser(&alice)).await.text(), "hello alice");
-        assert_eq!(send(&router, &cache, browser(&bob)).await.text(), "hello bob");
+        assert_eq!(
+            send(&router, &cache, browser(&alice)).await.text(),
+            "hello alice"
+        );
+        assert_eq!(
+            send(&router, &cache, browser(&bob)).await.text(),
+            "hello bob"
+        );
         let anonymous = send(&router, &cache, get_with("/dashboard", &[])).await;
         assert_eq!(anonymous.text(), "hello anonymous");
     }
     assert_eq!(calls.get(), 3, "one entry per cookie header, then hits");
     let hit = send(&router, &cache, browser(&alice)).await;
     assert_eq!(hit.headers[header::VARY], "Cookie");
+}
+
+// ---------------------------------------------------------------------------------------
+// The response's own caching headers
+// ---------------------------------------------------------------------------------------
+
+/// Routes answering with the caching headers of the table below, under a `CacheLayer` with
+/// a 60 s ttl.
+const FRESHNESS: [(&str, &[(&str, &str)], Option<u64>); 11] = [
+    // (path, response headers, seconds it stays stored: None = not stored)
+    ("/max-age-0", &[("cache-control", "max-age=0")], None),
+    (
+        "/s-maxage-0",
+        &[("cache-control", "public, max-age=60, s-maxage=0")],
+        None,
+    ),
+    (
+        "/s-maxage-1",
+        &[("cache-control", "public, max-age=600, s-maxage=1")],
+        Some(1),
+    ),
+    (
+        "/must-revalidate",
+        &[("cache-control", "max-age=1, must-revalidate")],
+        Some(1),
+    ),
+    (
+        "/surrogate-no-store",
+        &[
+            ("surrogate-control", "no-store"),
+            ("cache-control", "max-age=60"),
+        ],
+        None,
+    ),
+    (
+        "/surrogate-1",
+        &[
+            ("surrogate-control", "max-age=1"),
+            ("cache-control", "max-age=600"),
+        ],
+        Some(1),
+    ),
+    (
+        "/cdn-0",
+        &[
+            ("cdn-cache-control", "max-age=0"),
+            ("cache-control", "max-age=60"),
+        ],
+        None,
+    ),
+    (
+        "/cdn-1",
+        &[
+            ("cdn-cache-control", "max-age=1"),
+            ("cache-control", "max-age=600"),
+        ],
+        Some(1),
+    ),
+    (
+        "/expired",
+        &[("expires", "Thu, 01 Jan 1970 00:00:00 GMT")],
+        None,
+    ),
+    ("/expires-invalid", &[("expires", "0")], None),
+    ("/plain", &[("cache-control", "public")], Some(60)),
+];
+
+async fn response_caching_headers_are_read_as_a_shared_cache(env: Env) {
+    let cache = env.cache(|b| b).await;
+    let calls = Calls::default();
+    let mut router = Router::new();
+    for (path, headers, _) in FRESHNESS {
+        let calls = calls.clone();
+        router = router.route(
+            path,
+            get(move || {
+                calls.ran();
+                let mut response = http::Response::new(Body::from(path));
+                for (name, value) in headers {
+                    response.headers_mut().append(*name, value.parse().unwrap());
+                }
+                async move { response }
+            }),
+        );
+    }
+    let router = router.layer(CacheLayer::new(Duration::from_secs(60)).cache(cache.clone()));
+    let hit = |got: &Got| got.headers.contains_key(header::AGE);
+    for (path, _, stored) in FRESHNESS {
+        let before = calls.get();
+        send(&router, &cache, get_with(path, &[])).await;
+        let second = send(&router, &cache, get_with(path, &[])).await;
+        assert_eq!(hit(&second), stored.is_some(), "{path}");
+        assert_eq!(
+            calls.get() - before,
+            if stored.is_some() { 1 } else { 2 },
+            "{path}"
+        );
+    }
+    // The short-lived ones are gone after their second; the others are still served.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    for (path, _, stored) in FRESHNESS {
+        let Some(seconds) = stored else { continue };
+        let got = send(&router, &cache, get_with(path, &[])).await;
+        assert_eq!(hit(&got), seconds > 1, "{path}");
+    }
 }

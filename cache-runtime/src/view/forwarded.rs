@@ -111,13 +111,22 @@ mod tests {
     fn url_shaping_headers_are_recognised() {
         assert!(!shapes_url(&headers(&[])));
         assert!(!shapes_url(&headers(&[("x-forwarded-for", "1.2.3.4")])));
-        assert!(!shapes_url(&headers(&[("forwarded", "for=1.2.3.4;by=proxy")])));
-        assert!(!shapes_url(&headers(&[("Forwarded", "for=\"[2001:db8::1]:4711\"")])));
+        assert!(!shapes_url(&headers(&[(
+            "forwarded",
+            "for=1.2.3.4;by=proxy"
+        )])));
+        assert!(!shapes_url(&headers(&[(
+            "Forwarded",
+            "for=\"[2001:db8::1]:4711\""
+        )])));
         assert!(shapes_url(&headers(&[("x-forwarded-host", "evil.test")])));
         assert!(shapes_url(&headers(&[("X-Forwarded-Proto", "https")])));
         assert!(shapes_url(&headers(&[("x-forwarded-port", "443")])));
         assert!(shapes_url(&headers(&[("x-forwarded-prefix", "/app")])));
-        assert!(shapes_url(&headers(&[("forwarded", "for=1.2.3.4;Host=evil.test")])));
+        assert!(shapes_url(&headers(&[(
+            "forwarded",
+            "for=1.2.3.4;Host=evil.test"
+        )])));
         assert!(shapes_url(&headers(&[("forwarded", "for=a, proto=https")])));
         assert!(shapes_url(&headers(&[("forwarded", "for=\"unterminated")])));
         assert!(shapes_url(&headers(&[("forwarded", "garbage")])));

@@ -20,11 +20,16 @@
 //! response whose own `Vary` names a header outside the key is not stored.
 //!
 //! **Stored** only when all of these hold: the status is in `statuses` (default `[200]`);
-//! no `Set-Cookie`; no `Cache-Control` with `private`, `no-store` or `no-cache`; no
-//! `Vary: *` and no `Vary` naming a header outside `vary`; a body that fits the cache's
+//! no `Set-Cookie`; no `Cache-Control` (nor `Surrogate-Control`, `CDN-Cache-Control`) with
+//! `private`, `no-store` or `no-cache`, and not stale on arrival (`max-age=0`,
+//! `s-maxage=0`, an `Expires` in the past); no `Vary: *` and no `Vary` naming a header
+//! outside `vary`; a body that fits the cache's
 //! maximum value size, known from its size hint (a larger or streaming body passes through
 //! untouched, never buffered beyond the limit). A HEAD miss runs the handler and is not
-//! stored (a handler may answer HEAD with less than GET).
+//! stored (a handler may answer HEAD with less than GET). A stored response lives the
+//! shorter of the `ttl` and the lifetime its own headers give a shared cache
+//! (`Surrogate-Control`, then `CDN-Cache-Control`, then `s-maxage`, `max-age`, then
+//! `Expires`; see `docs/SECURITY.md`).
 //!
 //! **Headers**: stored responses get a strong `ETag` (SHA-256 of the body) unless the
 //! handler set one, and `Vary` naming the keyed headers. Served responses (the fill and
@@ -71,6 +76,7 @@
 mod adapter;
 mod body;
 mod forwarded;
+mod freshness;
 mod layer;
 mod request;
 mod response;
@@ -342,15 +348,18 @@ where
     let vary = rules.vary;
     let body = async move {
         let (parts, body) = run.await?.into_parts();
-        if let Err(reason) = response::storable(parts.status, &parts.headers, statuses, vary) {
-            tracing::debug!(reason, "cache: response not stored");
-            return Ok(Prepared::Pass(Response::from_parts(
-                parts,
-                ViewBody::untouched(body),
-            )));
-        }
+        let lifetime = match response::storable(parts.status, &parts.headers, statuses, vary) {
+            Ok(lifetime) => lifetime,
+            Err(reason) => {
+                tracing::debug!(reason, "cache: response not stored");
+                return Ok(Prepared::Pass(Response::from_parts(
+                    parts,
+                    ViewBody::untouched(body),
+                )));
+            }
+        };
         Ok(match body::buffer(body, max_body).await {
-            Ok(body) => Prepared::Buffered(parts, body),
+            Ok(body) => Prepared::Buffered(parts, body, lifetime),
             Err(body) => {
                 tracing::debug!("cache: body too large, streaming or with trailers; not stored");
                 Prepared::Pass(Response::from_parts(parts, body))
@@ -389,8 +398,9 @@ where
 pub(crate) enum Prepared<B: Body> {
     /// Not storable: passed on as it is.
     Pass(Response<ViewBody<B>>),
-    /// Storable by the rules, its body read whole.
-    Buffered(http::response::Parts, Bytes),
+    /// Storable by the rules, its body read whole, with the lifetime its own headers give
+    /// it (`None`: the view's `ttl`).
+    Buffered(http::response::Parts, Bytes, Option<Duration>),
 }
 
 /// How responses are read and written by the fill protocol: [`response::write_payload`] in
@@ -422,13 +432,18 @@ impl<V: AsRef<str>, B: Body<Data = Bytes>, E> Filler for Responses<'_, V, B, E> 
     }
 
     fn finish(&self, out: Self::Out, header: &Header, writer: &mut Writer) -> (Self::Answer, bool) {
-        let (mut parts, body) = match out {
-            Ok(Prepared::Buffered(parts, body)) => (parts, body),
+        let (mut parts, body, lifetime) = match out {
+            Ok(Prepared::Buffered(parts, body, lifetime)) => (parts, body, lifetime),
             other => return (self.pass(other), false),
         };
+        // The response's own lifetime, when shorter than the view's ttl, is the entry's.
+        let ttl = lifetime.map_or(header.ttl(), |lifetime| lifetime.min(header.ttl()));
+        if ttl < header.ttl() {
+            writer.set_ttl(header, ttl);
+        }
         response::prepare(&mut parts.headers, &body, self.vary);
         response::write_payload(parts.status, &parts.headers, &body, writer.payload());
-        response::add_freshness(&mut parts.headers, header.filled_at(), header.ttl());
+        response::add_freshness(&mut parts.headers, header.filled_at(), ttl);
         if parts.status.is_success()
             && response::matches_none_match(self.request_headers, parts.headers.get(header::ETAG))
         {
@@ -440,7 +455,7 @@ impl<V: AsRef<str>, B: Body<Data = Bytes>, E> Filler for Responses<'_, V, B, E> 
     fn pass(&self, out: Self::Out) -> Self::Answer {
         out.map(|prepared| match prepared {
             Prepared::Pass(response) => response,
-            Prepared::Buffered(parts, body) => Response::from_parts(parts, ViewBody::full(body)),
+            Prepared::Buffered(parts, body, _) => Response::from_parts(parts, ViewBody::full(body)),
         })
     }
 }

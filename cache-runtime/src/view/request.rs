@@ -298,7 +298,10 @@ mod tests {
         let evil = trusted(&[("host", b"h"), ("x-forwarded-host", b"evil.test")]);
         assert!(evil.contains("|x-forwarded-host=evil.test|"), "{evil}");
         let fwd = trusted(&[("forwarded", b"for=1.2.3.4;host=a.test;proto=https")]);
-        assert!(fwd.ends_with("|forwarded=host%3Da.test;proto%3Dhttps"), "{fwd}");
+        assert!(
+            fwd.ends_with("|forwarded=host%3Da.test;proto%3Dhttps"),
+            "{fwd}"
+        );
         // The client's address is not keyed: every client shares the entry.
         assert_eq!(
             fwd,

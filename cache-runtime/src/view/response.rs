@@ -10,19 +10,21 @@ use http_body::Body;
 use sha2::{Digest, Sha256};
 
 use super::body::ViewBody;
+use super::freshness;
 use super::request::varies_on;
 use crate::envelope::{Kind, Opened};
 
 /// The envelope's codec id of a stored response: its own layout (see [`write_payload`]).
 pub(crate) const RESPONSE_CODEC: u8 = 0;
 
-/// Why a response is not stored, or `Ok` when its head allows storing.
+/// Why a response is not stored, or `Ok` with the lifetime its own headers give it in a
+/// shared cache (`None`: the view's `ttl`), see [`freshness`].
 pub(crate) fn storable<V: AsRef<str>>(
     status: StatusCode,
     headers: &HeaderMap,
     statuses: &[u16],
     vary: &[V],
-) -> Result<(), &'static str> {
+) -> Result<Option<Duration>, &'static str> {
     let allowed = if statuses.is_empty() {
         status == StatusCode::OK
     } else {
@@ -34,20 +36,7 @@ pub(crate) fn storable<V: AsRef<str>>(
     if headers.contains_key(header::SET_COOKIE) {
         return Err("Set-Cookie");
     }
-    for value in headers.get_all(header::CACHE_CONTROL) {
-        let Ok(value) = value.to_str() else {
-            return Err("unreadable Cache-Control");
-        };
-        for directive in value.split(',') {
-            let name = directive.split('=').next().unwrap_or("").trim();
-            if ["private", "no-store", "no-cache"]
-                .iter()
-                .any(|d| name.eq_ignore_ascii_case(d))
-            {
-                return Err("Cache-Control private, no-store or no-cache");
-            }
-        }
-    }
+    let lifetime = freshness::shared_lifetime(headers, SystemTime::now())?;
     for value in headers.get_all(header::VARY) {
         let Ok(value) = value.to_str() else {
             return Err("unreadable Vary");
@@ -61,7 +50,7 @@ pub(crate) fn storable<V: AsRef<str>>(
             }
         }
     }
-    Ok(())
+    Ok(lifetime)
 }
 
 /// Adds what every stored response carries: a strong `ETag` (SHA-256 of the body, unless
@@ -395,7 +384,7 @@ mod tests {
         map
     }
 
-    fn ok(pairs: &[(&str, &str)], vary: &[&str]) -> Result<(), &'static str> {
+    fn ok(pairs: &[(&str, &str)], vary: &[&str]) -> Result<Option<Duration>, &'static str> {
         storable(StatusCode::OK, &headers(pairs), &[], vary)
     }
 
@@ -492,12 +481,17 @@ mod tests {
         for (filled, ttl) in [
             (UNIX_EPOCH, Duration::MAX),
             (far, Duration::from_millis(u64::MAX)),
-            (SystemTime::now(), Duration::from_secs(300 * 365 * 86_400 * 30)),
+            (
+                SystemTime::now(),
+                Duration::from_secs(300 * 365 * 86_400 * 30),
+            ),
             (last_http_date(), Duration::from_secs(1)),
         ] {
             let mut h = HeaderMap::new();
             add_freshness(&mut h, filled, ttl);
-            let max_age: u64 = h[header::CACHE_CONTROL].to_str().unwrap()[8..].parse().unwrap();
+            let max_age: u64 = h[header::CACHE_CONTROL].to_str().unwrap()[8..]
+                .parse()
+                .unwrap();
             assert!(max_age <= 1 << 31);
             if let Some(expires) = h.get(header::EXPIRES) {
                 httpdate::parse_http_date(expires.to_str().unwrap()).unwrap();
