@@ -8,8 +8,9 @@
 //! meanwhile opened from the caller's runtime, within the same deadline.
 //!
 //! Only plain commands, no scripts: `MGET` (a hit: the entry and its generations, read at
-//! one instant), `SET` (`NX` to create a generation), `GET`, `MULTI`/`SET`/`UNLINK`/`EXEC`
-//! (an invalidation), `SCAN` + `UNLINK` (clearing a prefix), `PING`.
+//! one instant), `SET` (`NX` to create a generation, `PEXPIRE` to keep one alive as long
+//! as the values recording it), `GET`, `MULTI`/`SET XX KEEPTTL`/`UNLINK`/`EXEC` (an
+//! invalidation), `SCAN` + `UNLINK` (clearing a prefix), `PING`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -141,6 +142,11 @@ impl Backend for RedisBackend {
             set.arg(key).arg(&value[..]).arg("NX");
             px(&mut set, *ttl);
             pipe.add_command(set).ignore();
+            if let Some(ttl) = ttl {
+                // Found rather than created: it lives `ttl` from now too.
+                let ms = (*ttl).min(MAX_TTL).as_millis().max(1) as u64;
+                pipe.cmd("PEXPIRE").arg(key).arg(ms).ignore();
+            }
             pipe.cmd("GET").arg(key);
         }
         let pipe = &pipe;
@@ -158,16 +164,14 @@ impl Backend for RedisBackend {
         Ok(bytes(values))
     }
 
-    async fn set_and_delete(
+    async fn replace_and_delete(
         &self,
         key: String,
         value: Bytes,
-        ttl: Option<Duration>,
         delete: Option<String>,
     ) -> Result<()> {
         let mut set = redis::cmd("SET");
-        set.arg(key).arg(&value[..]);
-        px(&mut set, ttl);
+        set.arg(key).arg(&value[..]).arg("XX").arg("KEEPTTL");
         let mut pipe = redis::pipe();
         pipe.atomic().add_command(set).ignore();
         if let Some(delete) = delete {

@@ -96,7 +96,7 @@ use crate::cache::default::current;
 use crate::deps;
 use crate::envelope::{Header, Kind, Opened, Writer};
 use crate::fill::{self, Filler, Plan};
-use crate::invalidate::require;
+use crate::invalidate::{counter_ttl, require};
 use crate::key::{self, generation};
 use crate::stats::Event;
 
@@ -126,7 +126,7 @@ use response::Entry;
 /// # }).unwrap();
 /// ```
 pub async fn invalidate_view(cache: &Cache, function: &str) -> crate::Result<()> {
-    cache.bump(&generation::view(function), None, None).await
+    cache.bump(&generation::view(function), None).await
 }
 
 /// Invalidates the cached responses of one view handler for one path and query
@@ -145,7 +145,7 @@ pub async fn invalidate_path(
     path_and_query: &str,
 ) -> crate::Result<()> {
     cache
-        .bump(&generation::path(function, path_and_query), None, None)
+        .bump(&generation::path(function, path_and_query), None)
         .await
 }
 
@@ -313,7 +313,7 @@ where
     let mut own = vec![
         (generation::ALL.to_owned(), None),
         (generation::view(rules.name), None),
-        (generation::path(rules.name, path), None),
+        (generation::path(rules.name, path), counter_ttl(ttl)),
     ];
     own.extend(
         rules
