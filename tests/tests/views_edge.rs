@@ -155,6 +155,7 @@ cache_tests::on_both_backends!(
     session_pages_never_reach_another_user,
     cookie_in_vary_caches_per_session,
     response_caching_headers_are_read_as_a_shared_cache,
+    url_spellings_share_a_key_and_an_invalidation,
 );
 
 async fn forged_forwarded_headers_never_poison_the_cache(env: Env) {
@@ -510,4 +511,75 @@ async fn response_caching_headers_are_read_as_a_shared_cache(env: Env) {
         let got = send(&router, &cache, get_with(path, &[])).await;
         assert_eq!(hit(&got), seconds > 1, "{path}");
     }
+}
+
+// ---------------------------------------------------------------------------------------
+// URL spellings
+// ---------------------------------------------------------------------------------------
+
+#[cached_view(ttl = 60)]
+async fn search(
+    State(calls): State<Calls>,
+    axum::extract::Query(query): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> String {
+    calls.ran();
+    format!("results for {query:?}")
+}
+
+#[cached_view(ttl = 60)]
+async fn item(State(calls): State<Calls>, Path(name): Path<String>) -> String {
+    calls.ran();
+    format!("item {name}")
+}
+
+async fn url_spellings_share_a_key_and_an_invalidation(env: Env) {
+    let cache = env.cache(|b| b).await;
+    let calls = Calls::default();
+    let router = Router::new()
+        .route("/search", get(search))
+        .route("/items/{name}", get(item))
+        .with_state(calls.clone());
+    let get = |uri: &str| send(&router, &cache, get_with(uri, &[]));
+    // One query, spelled the ways browsers, proxies and people spell it.
+    let spellings = [
+        "/search?q=rust+cache&page=2",
+        "/search?page=2&q=rust+cache",
+        "/search?q=rust%20cache&page=2",
+        "/search?q=rust%20cache&page=%32&",
+        "/search?&page=2&&q=rust+cache",
+    ];
+    let first = get(spellings[0]).await;
+    for uri in spellings {
+        assert_eq!(get(uri).await.text(), first.text(), "{uri}");
+    }
+    assert_eq!(calls.get(), 1, "one entry for every spelling");
+    // Tracking parameters are keyed: the app may reflect them.
+    get("/search?q=rust+cache&page=2&utm_source=news").await;
+    assert_eq!(calls.get(), 2);
+    // Invalidating the path covers every query string of it, and its spellings.
+    cache_runtime::view::invalidate_path(&cache, "views_edge::search", "/search?page=2")
+        .await
+        .unwrap();
+    get(spellings[1]).await;
+    get("/search?utm_source=news&page=2&q=rust+cache").await;
+    get("/search").await;
+    assert_eq!(calls.get(), 5, "all re-rendered");
+    for uri in [
+        spellings[3],
+        "/search?q=rust+cache&page=2&utm_source=news",
+        "/search",
+    ] {
+        assert!(get(uri).await.headers.contains_key(header::AGE), "{uri}");
+    }
+
+    // Paths are keyed as sent (a router may tell them apart), but share an invalidation.
+    get("/items/abc").await;
+    get("/items/%61bc").await;
+    assert_eq!(calls.get(), 7);
+    cache_runtime::view::invalidate_path(&cache, "views_edge::item", "/items/abc")
+        .await
+        .unwrap();
+    get("/items/abc").await;
+    get("/items/%61bc").await;
+    assert_eq!(calls.get(), 9, "both spellings invalidated");
 }

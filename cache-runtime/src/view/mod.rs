@@ -80,6 +80,7 @@ mod freshness;
 mod layer;
 mod request;
 mod response;
+mod url;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -129,8 +130,11 @@ pub async fn invalidate_view(cache: &Cache, function: &str) -> crate::Result<()>
     cache.bump(&generation::view(function), None).await
 }
 
-/// Invalidates the cached responses of one view handler for one path and query
-/// (`"/users?page=2"`), whatever the host and `vary` values, in one write.
+/// Invalidates the cached responses of one view handler for one path, with every query
+/// string and spelling of it (`"/users"`, or `"/users?page=2"`: the query is ignored,
+/// since a path's query strings are unbounded and all of them may show what changed),
+/// whatever the host and `vary` values, in one write. See the `url` rules in
+/// `docs/SECURITY.md`.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -145,7 +149,10 @@ pub async fn invalidate_path(
     path_and_query: &str,
 ) -> crate::Result<()> {
     cache
-        .bump(&generation::path(function, path_and_query), None)
+        .bump(
+            &generation::path(function, &url::counter_path(path_and_query)),
+            None,
+        )
         .await
 }
 
@@ -309,11 +316,11 @@ where
         return bypass(run).await;
     };
     let logical = key::view(rules.version, rules.name, &request_key);
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let path = url::counter_path(request.uri().path());
     let mut own = vec![
         (generation::ALL.to_owned(), None),
         (generation::view(rules.name), None),
-        (generation::path(rules.name, path), counter_ttl(ttl)),
+        (generation::path(rules.name, &path), counter_ttl(ttl)),
     ];
     own.extend(
         rules

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 
 use http::{Extensions, HeaderMap, Method, Uri, header};
 
-use super::forwarded;
+use super::{forwarded, url};
 use crate::key;
 
 /// The parts of a request the view cache reads: method, URI, headers.
@@ -76,14 +76,16 @@ impl ViewRequest {
 /// The request's part of a response's key ([`key::view`] adds the version and the view):
 ///
 /// `GET:{scheme}://{host}{path}[?{query}]` then `|{header}={values}` for each `vary`
-/// header in order.
+/// header in order, where `query` is the canonical form of the query
+/// ([`url::canonical_query`]: every spelling an app cannot tell apart is one key).
 ///
 /// It is injective (different requests never share a key unless they differ only in
 /// headers outside `vary`):
 /// - the scheme is a URI scheme (no `:`), the host has `%`, `/`, `|`, spaces, controls and
 ///   non-ASCII bytes percent-escaped, so the path starts at the first `/`;
-/// - the path and query have `%`, `|`, spaces, controls and non-ASCII bytes escaped, so the
-///   first `|` starts the vary part;
+/// - the path has `%`, `|`, spaces, controls and non-ASCII bytes escaped, and the
+///   canonical query holds only unreserved characters, `%`, `=` and `&`, so the first `|`
+///   starts the vary part;
 /// - names come from the (fixed) `vary` list, and each value is written by
 ///   [`key::encode_value`], which escapes `=` and `,`: a value cannot contain `|{name}=`.
 ///   Repeated header lines are joined with `,`; an absent header is `~`, an empty one `''`;
@@ -115,9 +117,11 @@ pub(crate) fn request_key<V: AsRef<str>>(
     out.push_str("://");
     escape(&mut out, host, true);
     escape(&mut out, path.as_bytes(), false);
-    if let Some(query) = uri.query() {
+    // Only unreserved characters, `%`, `=` and `&`: no `|`, nothing to escape.
+    let query = url::canonical_query(uri.query().unwrap_or(""));
+    if !query.is_empty() {
         out.push('?');
-        escape(&mut out, query.as_bytes(), false);
+        out.push_str(&query);
     }
     for name in vary {
         let name = name.as_ref();
