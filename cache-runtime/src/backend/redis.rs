@@ -9,8 +9,7 @@
 //!
 //! Only plain commands, no scripts: `MGET` (a hit: the entry and its generations, read at
 //! one instant), `SET` (`NX` to create a generation, `PEXPIRE` to keep one alive as long
-//! as the values recording it), `GET`, `MULTI`/`SET XX KEEPTTL`/`UNLINK`/`EXEC` (an
-//! invalidation), `SCAN` + `UNLINK` (clearing a prefix), `PING`.
+//! as the values recording it), `GET`, `MULTI`/`SET XX KEEPTTL`/`UNLINK`/`EXEC` (an), `SCAN` + `UNLINK` (clearing a prefix), `PING`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -25,6 +24,9 @@ use crate::error::{Error, ErrorKind, Result};
 pub(crate) struct RedisBackend {
     conn: ConnectionManager,
     timeout: Duration,
+    /// `CacheBuilder::wait_for_replicas`: replicas every invalidation must reach, and how
+    /// long it waits for them (on top of the operation timeout).
+    wait: Option<(u32, Duration)>,
 }
 
 fn px(cmd: &mut redis::Cmd, ttl: Option<Duration>) {
@@ -41,7 +43,11 @@ fn bytes(values: Vec<Option<Vec<u8>>>) -> Vec<Option<Bytes>> {
 impl RedisBackend {
     /// Connects lazily: a server that is down now is not an error; calls fail (and the
     /// cache runs uncached) until it answers, and reconnection happens in the background.
-    pub(crate) fn new(client: redis::Client, timeout: Duration) -> Result<Self> {
+    pub(crate) fn new(
+        client: redis::Client,
+        timeout: Duration,
+        wait: Option<(u32, Duration)>,
+    ) -> Result<Self> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -52,7 +58,11 @@ impl RedisBackend {
             io::enter(|| ConnectionManager::new_lazy_with_config(client, config)).map_err(|e| {
                 Error::with_source(ErrorKind::Config, "cannot set up the Redis connection", e)
             })?;
-        Ok(RedisBackend { conn, timeout })
+        Ok(RedisBackend {
+            conn,
+            timeout,
+            wait,
+        })
     }
 
     /// Runs one operation within the timeout; once more when the connection was dropped.
@@ -61,7 +71,16 @@ impl RedisBackend {
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.run_within(op, self.timeout, f).await
+    }
+
+    /// [`run`](Self::run) with a bound of its own.
+    async fn run_within<T, F, Fut>(&self, op: &'static str, bound: Duration, f: F) -> Result<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + bound;
         let mut answer = tokio::time::timeout_at(deadline, f(self.conn.clone())).await;
         if let Ok(Err(e)) = &answer
             && (e.is_connection_dropped() || e.is_unrecoverable_error())
@@ -74,7 +93,7 @@ impl RedisBackend {
             Ok(Err(e)) => Err(Error::with_source(ErrorKind::Backend, op, e)),
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
-                format!("{op}: no answer from Redis within {:?}", self.timeout),
+                format!("{op}: no answer from Redis within {bound:?}"),
             )),
         }
     }
@@ -172,16 +191,42 @@ impl Backend for RedisBackend {
     ) -> Result<()> {
         let mut set = redis::cmd("SET");
         set.arg(key).arg(&value[..]).arg("XX").arg("KEEPTTL");
+        // MULTI/EXEC by hand: WAIT must follow EXEC, outside the transaction.
         let mut pipe = redis::pipe();
-        pipe.atomic().add_command(set).ignore();
+        pipe.cmd("MULTI").ignore();
+        pipe.add_command(set).ignore();
         if let Some(delete) = delete {
             pipe.cmd("UNLINK").arg(delete).ignore();
         }
+        pipe.cmd("EXEC").ignore();
+        let Some((replicas, wait)) = self.wait else {
+            let pipe = &pipe;
+            return self
+                .run("MULTI SET UNLINK EXEC", |mut c| async move {
+                    pipe.query_async::<()>(&mut c).await
+                })
+                .await;
+        };
+        let wait_ms = wait.as_millis().clamp(1, u64::MAX as u128) as u64;
+        pipe.cmd("WAIT").arg(replicas).arg(wait_ms);
         let pipe = &pipe;
-        self.run("MULTI SET UNLINK", |mut c| async move {
-            pipe.query_async::<()>(&mut c).await
-        })
-        .await
+        let (reached,): (u32,) = self
+            .run_within(
+                "MULTI SET UNLINK EXEC WAIT",
+                self.timeout.saturating_add(wait),
+                |mut c| async move { pipe.query_async(&mut c).await },
+            )
+            .await?;
+        if reached < replicas {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!(
+                    "the invalidation reached {reached} of {replicas} replicas within {wait:?}: \
+                     a failover now could bring the old generation back"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     async fn delete(&self, key: String) -> Result<bool> {

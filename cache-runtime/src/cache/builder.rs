@@ -56,6 +56,7 @@ pub struct CacheBuilder {
     breaker_threshold: u32,
     breaker_cool_down: Duration,
     trust_forwarded: bool,
+    wait_for_replicas: Option<(u32, Duration)>,
 }
 
 impl CacheBuilder {
@@ -151,6 +152,34 @@ impl CacheBuilder {
         self
     }
 
+    /// Makes every invalidation wait until `replicas` replicas have acknowledged it (Redis
+    /// `WAIT`), for at most `timeout` on top of the operation timeout; fewer is an error
+    /// from the invalidation (retry it, or fail the write that needed it). Off by default.
+    ///
+    /// Without it, an invalidation that returned may exist on the primary alone: if the
+    /// primary dies and a replica that missed it is promoted (Sentinel, Cluster, a managed
+    /// failover), the old generation comes back with the old entries, which are served
+    /// again. With it, an invalidation that returned `Ok` is on `replicas` replicas, so a
+    /// failover to one of them keeps it (Sentinel and Cluster promote the most up-to-date
+    /// replica). `WAIT` does not make a write survive a restart of one server: see
+    /// "Durability" in `docs/SECURITY.md`. Needs `+wait` under an ACL user. Only for
+    /// `redis://` URLs: [`build`](Self::build) refuses it for `memory://`.
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder("redis://primary:6379/0")
+    ///     .wait_for_replicas(1, Duration::from_millis(500))
+    ///     .build()
+    ///     .await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait_for_replicas = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
     /// Builds the cache. A malformed URL or setting is an error naming the problem; a
     /// Redis server that is down is not (the cache connects in the background and runs
     /// uncached until then).
@@ -178,10 +207,19 @@ impl CacheBuilder {
             )));
         }
         let backend = match parse_url(&self.url)? {
+            Location::Memory if self.wait_for_replicas.is_some() => {
+                return Err(Error::config(
+                    "wait_for_replicas needs a redis:// URL: memory:// has no replicas",
+                ));
+            }
             Location::Memory => AnyBackend::Memory(MemoryBackend::new(self.memory_max_bytes)),
             #[cfg(feature = "redis")]
             Location::Redis(client) => {
-                let backend = crate::backend::redis::RedisBackend::new(client, self.timeout)?;
+                let backend = crate::backend::redis::RedisBackend::new(
+                    client,
+                    self.timeout,
+                    self.wait_for_replicas,
+                )?;
                 AnyBackend::Redis(backend)
             }
         };
@@ -305,6 +343,7 @@ impl Cache {
             breaker_threshold: 5,
             breaker_cool_down: Duration::from_secs(1),
             trust_forwarded: false,
+            wait_for_replicas: None,
         }
     }
 }
