@@ -133,8 +133,38 @@ async fn wait_for_replicas_keeps_invalidations_across_a_failover() {
     let (primary, replica) = pair();
     wait_linked(&replica).await;
     let calls = AtomicUsize::new(0);
-    let on_primary = cache(&primary.url(), Some(1)).await;
+    // Under an ACL user with exactly the README's list, `+wait` included.
+    let mut admin = raw_connection(&primary.url()).await;
+    let _: () = ::redis::cmd("ACL")
+        .arg(&[
+            "SETUSER",
+            "app",
+            "on",
+            ">apppw",
+            "~durable:*",
+            "+mget",
+            "+get",
+            "+set",
+            "+pexpire",
+            "+multi",
+            "+exec",
+            "+unlink",
+            "+scan",
+            "+ping",
+            "+wait",
+        ])
+        .query_async(&mut admin)
+        .await
+        .unwrap();
+    let as_app = format!("redis://app:apppw@127.0.0.1:{}/", primary.port());
+    let on_primary = cache(&as_app, Some(1)).await;
     let old = cache_runtime::scope(on_primary.clone(), price(&calls, 7)).await;
+    assert_eq!(
+        on_primary.stats().backend_errors,
+        0,
+        "{:?}",
+        on_primary.stats()
+    );
     sync(&primary).await;
 
     // A replica that does not answer: the invalidation says it may not be durable.
