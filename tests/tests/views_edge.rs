@@ -414,8 +414,15 @@ async fn cookie_in_vary_caches_per_session(env: Env) {
 
 /// Routes answering with the caching headers of the table below, under a `CacheLayer` with
 /// a 60 s ttl.
-const FRESHNESS: [(&str, &[(&str, &str)], Option<u64>); 11] = [
-    // (path, response headers, seconds it stays stored: None = not stored)
+/// A path, the caching headers its response carries, and how many seconds it stays stored
+/// (`None`: not stored).
+type Freshness = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    Option<u64>,
+);
+
+const FRESHNESS: [Freshness; 11] = [
     ("/max-age-0", &[("cache-control", "max-age=0")], None),
     (
         "/s-maxage-0",
