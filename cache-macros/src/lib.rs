@@ -220,8 +220,9 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 /// # Invalidation
 ///
 /// Two companions are generated next to the handler, with its visibility:
-/// `users_page_invalidate("/users?page=2").await?` invalidates the responses cached for one
-/// path and query (every `vary` value), and `users_page_invalidate_all().await?` every response
+/// `users_page_invalidate("/users").await?` invalidates the responses cached for one path,
+/// with every query string and spelling of it (every host and `vary` value), and
+/// `users_page_invalidate_all().await?` every response
 /// of the handler, in O(1). Both return `cache_runtime::Result<()>`: an error means the
 /// invalidation did not happen; retry it, or report the failure.
 ///

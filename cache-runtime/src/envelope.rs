@@ -62,10 +62,11 @@ pub(crate) struct Header {
 }
 
 impl Header {
-    /// A header for a value of `kind` filled now, fresh for `ttl`, computed in `cost`.
+    /// A header for a value of `kind` filled now, fresh for `ttl` (at most
+    /// [`MAX_TTL`](crate::backend::MAX_TTL)), computed in `cost`.
     pub(crate) fn new(kind: Kind, codec: u8, ttl: Duration, cost: Duration) -> Header {
         let filled_at_ms = now_ms();
-        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let ttl_ms = ttl.min(crate::backend::MAX_TTL).as_millis() as u64;
         Header {
             codec,
             kind,
@@ -155,6 +156,18 @@ impl Writer {
     /// Records the schema fingerprint of the payload's type, known once it is written.
     pub(crate) fn set_fingerprint(&mut self, fingerprint: u64) {
         self.buf[26..34].copy_from_slice(&fingerprint.to_le_bytes());
+    }
+
+    /// Shortens the life `header` (this envelope's) gave the value to `ttl`: a response
+    /// whose own headers allow less than the view's ttl.
+    #[cfg(feature = "view")]
+    pub(crate) fn set_ttl(&mut self, header: &Header, ttl: Duration) {
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let fresh_until = header
+            .filled_at_ms
+            .saturating_add(ttl_ms)
+            .min(header.fresh_until_ms);
+        self.buf[14..22].copy_from_slice(&fresh_until.to_le_bytes());
     }
 
     /// The finished envelope.

@@ -25,20 +25,18 @@ use crate::error::{Error, Result};
 use crate::key::generation;
 
 impl Cache {
-    /// Replaces generation `name` (and removes `entry`, a stored key, in the same atomic
-    /// step).
-    pub(crate) async fn bump(
-        &self,
-        name: &str,
-        ttl: Option<Duration>,
-        entry: Option<String>,
-    ) -> Result<()> {
+    /// Replaces generation `name` when it exists, keeping its expiry (and removes `entry`, a
+    /// stored key, in the same atomic step). A counter that does not exist is left so:
+    /// every value that recorded it is stale already, and the next fill creates it with a
+    /// new random value. So invalidations never create keys; fills create every counter,
+    /// with the lifetime of the values that record it (see [`counter_ttl`]).
+    pub(crate) async fn bump(&self, name: &str, entry: Option<String>) -> Result<()> {
         let value = Bytes::copy_from_slice(&rand::random::<u64>().to_le_bytes());
         let key = self.inner.layout.generation(name);
         let result = self
             .inner
             .backend
-            .set_and_delete(key, value, ttl, entry)
+            .replace_and_delete(key, value, entry)
             .await;
         if let Err(e) = &result {
             tracing::error!(error = %e, generation = name, "cache: invalidation failed");
@@ -64,7 +62,7 @@ impl Cache {
     /// # }).unwrap();
     /// ```
     pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
-        self.bump(&generation::tag(tag), None, None).await
+        self.bump(&generation::tag(tag), None).await
     }
 
     /// Invalidates every value under this cache's prefix in one write (like bumping a
@@ -81,7 +79,7 @@ impl Cache {
     /// # }).unwrap();
     /// ```
     pub async fn invalidate_all(&self) -> Result<()> {
-        self.bump(generation::ALL, None, None).await
+        self.bump(generation::ALL, None).await
     }
 }
 
@@ -97,8 +95,15 @@ pub(crate) fn require(cache: Option<Cache>, what: &str) -> Result<Cache> {
     })
 }
 
-/// Lifetime of an entry's own generation counter: it must outlive the entry (an early
-/// expiry only costs a miss).
-pub(crate) fn entry_gen_ttl(ttl: Duration) -> Option<Duration> {
+/// Lifetime of a generation counter named from request data (an entry's `e:{key}`, a
+/// path's `p:{view}:{path}`, an interpolated tag such as `t:user:42`), given the TTL of the
+/// value a fill is about to record it in: twice that, at least a second. Every fill that
+/// records the counter resets its expiry to this (see `Backend::get_or_create`), so it
+/// outlives the values recording it, and counters a scanner made up expire with them.
+/// Values of different TTLs sharing one counter (a tag) may see it expire early after a
+/// shorter-lived fill: a miss, never a stale hit (a recreated counter is a new random
+/// value). Counters named by the code alone (`all`, `q:{function}`, `v:{view}`, tags
+/// without placeholders) are bounded in number by it and never expire.
+pub(crate) fn counter_ttl(ttl: Duration) -> Option<Duration> {
     Some(ttl.saturating_mul(2).max(Duration::from_secs(1)))
 }

@@ -15,7 +15,8 @@
 //! | `"a:b"`              | `a%3Ab`                        |
 //! | `None` / `Some(x)`   | `~` / `x`                      |
 //! | sequences, tuples    | `[a,b]`                        |
-//! | maps, structs        | `{k=v,k=v}`                    |
+//! | maps, structs        | `{k=v,k=v}` (a map's entries sorted by their encoding) |
+//! | `HashSet`, `IndexSet` | `[a,b]`, sorted by encoding   |
 //! | enum variants        | `Name`, `Name(v)`, `Name[a,b]`, `Name{k=v}` |
 //!
 //! A key longer than [`MAX_KEY_LEN`] keeps a readable head and replaces the rest with
@@ -89,7 +90,20 @@ fn write_str(out: &mut String, s: &str) {
 
 /// Encodes one value into `out`.
 pub fn encode_value<T: Serialize + ?Sized>(value: &T, out: &mut String) -> Result<(), Error> {
-    value.serialize(ValueEncoder { out })
+    value.serialize(ValueEncoder {
+        out,
+        set: is_set::<T>(),
+    })
+}
+
+/// Whether `T` (behind any references) is a hash or insertion-ordered set, whose serde
+/// sequence comes in an order that says nothing: `HashSet` (std, hashbrown) or `IndexSet`.
+/// serde calls a set a sequence like any `Vec`, so the type's name is all there is to tell
+/// them apart (`BTreeSet` needs nothing: it is sorted already).
+fn is_set<T: ?Sized>() -> bool {
+    let name = std::any::type_name::<T>().trim_start_matches('&');
+    let path = name.split('<').next().unwrap_or(name);
+    path.ends_with("::HashSet") || path.ends_with("::IndexSet")
 }
 
 /// Encodes an argument tuple: one string per tuple element (`()` gives none).
@@ -273,13 +287,19 @@ pub(crate) mod generation {
 
 struct ValueEncoder<'a> {
     out: &'a mut String,
+    /// The value is a set: its elements are written sorted.
+    set: bool,
 }
 
-/// Writes a sequence-like body: `open`, items separated by `,`, `close`.
+/// Writes a sequence-like body: `open`, items separated by `,`, `close`. The items of a
+/// map or a set are collected and written sorted (by their encoding), so two equal maps
+/// or sets give one key whatever order they iterate in.
 struct Seq<'a> {
     out: &'a mut String,
     first: bool,
     close: char,
+    /// `Some` for maps and sets: each item's encoding (`k=v` for a map), sorted at the end.
+    sorted: Option<Vec<String>>,
 }
 
 impl Seq<'_> {
@@ -298,7 +318,14 @@ impl<'a> ValueEncoder<'a> {
             out: self.out,
             first: true,
             close,
+            sorted: None,
         }
+    }
+
+    fn sorted_seq(self, open: &str, close: char) -> Seq<'a> {
+        let mut seq = self.seq(open, close);
+        seq.sorted = Some(Vec::new());
+        seq
     }
 }
 
@@ -392,7 +419,7 @@ impl<'a> ser::Serializer for ValueEncoder<'a> {
         _name: &'static str,
         value: &T,
     ) -> Result<(), Error> {
-        value.serialize(self)
+        encode_value(value, self.out)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -408,7 +435,11 @@ impl<'a> ser::Serializer for ValueEncoder<'a> {
         Ok(())
     }
     fn serialize_seq(self, _len: Option<usize>) -> Result<Seq<'a>, Error> {
-        Ok(self.seq("[", ']'))
+        Ok(if self.set {
+            self.sorted_seq("[", ']')
+        } else {
+            self.seq("[", ']')
+        })
     }
     fn serialize_tuple(self, _len: usize) -> Result<Seq<'a>, Error> {
         Ok(self.seq("[", ']'))
@@ -427,7 +458,7 @@ impl<'a> ser::Serializer for ValueEncoder<'a> {
         Ok(self.seq("[", ']'))
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<Seq<'a>, Error> {
-        Ok(self.seq("{", '}'))
+        Ok(self.sorted_seq("{", '}'))
     }
     fn serialize_struct(self, _name: &'static str, _len: usize) -> Result<Seq<'a>, Error> {
         Ok(self.seq("{", '}'))
@@ -446,6 +477,12 @@ impl<'a> ser::Serializer for ValueEncoder<'a> {
 
 impl Seq<'_> {
     fn item<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
+        if let Some(items) = &mut self.sorted {
+            let mut item = String::new();
+            encode_value(value, &mut item)?;
+            items.push(item);
+            return Ok(());
+        }
         self.sep();
         encode_value(value, self.out)
     }
@@ -455,7 +492,14 @@ impl Seq<'_> {
         self.out.push('=');
         encode_value(value, self.out)
     }
-    fn finish(self) -> Result<(), Error> {
+    fn finish(mut self) -> Result<(), Error> {
+        if let Some(mut items) = self.sorted.take() {
+            items.sort_unstable();
+            for item in items {
+                self.sep();
+                self.out.push_str(&item);
+            }
+        }
         self.out.push(self.close);
         Ok(())
     }
@@ -509,8 +553,15 @@ impl ser::SerializeMap for Seq<'_> {
         self.item(key)
     }
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), Error> {
-        self.out.push('=');
-        encode_value(value, self.out)
+        // A map's items are collected: its value joins the key `serialize_key` pushed.
+        let out = match &mut self.sorted {
+            Some(items) => items
+                .last_mut()
+                .ok_or_else(|| <Error as ser::Error>::custom("a map value came before its key"))?,
+            None => &mut *self.out,
+        };
+        out.push('=');
+        encode_value(value, out)
     }
     fn end(self) -> Result<(), Error> {
         self.finish()

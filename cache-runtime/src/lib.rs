@@ -51,6 +51,7 @@ mod value;
 #[cfg(feature = "view")]
 pub mod view;
 
+pub use backend::MAX_TTL;
 pub use cache::Cache;
 pub use cache::builder::{
     CacheBuilder, DEFAULT_LEASE_TTL, DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT,

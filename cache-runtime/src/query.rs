@@ -13,7 +13,7 @@ use crate::codec::SelectCodec;
 use crate::error::{Error, ErrorKind, Result};
 use crate::fill::{self, Plan};
 use crate::freshness::Freshness;
-use crate::invalidate::{entry_gen_ttl, require};
+use crate::invalidate::{counter_ttl, require};
 use crate::key::{self, generation};
 use crate::value::Values;
 
@@ -69,7 +69,9 @@ impl QuerySpec {
     }
 
     /// The generations a value of `logical` depends on by itself: the whole cache, the
-    /// query, the entry (whose counter outlives the entry, kept for `keep`), its tags.
+    /// query, the entry, its tags. Counters named from the arguments (the entry's, tags
+    /// with placeholders) live as long as the values recording them, kept for `keep` (TTL and
+    /// stale window: [`counter_ttl`]).
     fn own(
         &self,
         logical: &str,
@@ -79,8 +81,14 @@ impl QuerySpec {
         let mut own = Vec::with_capacity(3 + tags.len());
         own.push((generation::ALL.to_owned(), None));
         own.push((generation::query(self.function), None));
-        own.push((generation::entry(logical), entry_gen_ttl(keep)));
-        own.extend(tags.iter().map(|t| (generation::tag(t), None)));
+        own.push((generation::entry(logical), counter_ttl(keep)));
+        own.extend(self.tags.iter().zip(tags).map(|(template, tag)| {
+            let interpolated = template.len() > 1;
+            (
+                generation::tag(tag),
+                counter_ttl(keep).filter(|_| interpolated),
+            )
+        }));
         own
     }
 }
@@ -226,20 +234,15 @@ pub async fn invalidate_entry(spec: &'static QuerySpec, key: Key) -> Result<()> 
             ),
         ));
     };
-    let ttl = entry_gen_ttl(spec.freshness(&cache).keep(spec.ttl(&cache)));
     let entry = cache.inner.layout.entry(logical);
-    cache
-        .bump(&generation::entry(logical), ttl, Some(entry))
-        .await
+    cache.bump(&generation::entry(logical), Some(entry)).await
 }
 
 /// Invalidates every entry of the function `spec` describes, in one write.
 #[doc(hidden)]
 pub async fn invalidate_query(spec: &'static QuerySpec) -> Result<()> {
     let cache = require(spec.resolve(), spec.function)?;
-    cache
-        .bump(&generation::query(spec.function), None, None)
-        .await
+    cache.bump(&generation::query(spec.function), None).await
 }
 
 #[cfg(test)]

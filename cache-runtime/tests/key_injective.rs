@@ -1,7 +1,7 @@
 //! Property tests: the key encoding is injective, so two different argument tuples of one
 //! function never share a cache entry.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use cache_runtime::key::{MAX_KEY_LEN, bound, encode_args};
 use proptest::prelude::*;
@@ -48,6 +48,11 @@ enum Filter {
     Name(String),
     Pair(String, Option<String>),
     Q { text: String, page: Option<u32> },
+}
+
+#[derive(Serialize)]
+struct Nested {
+    ids: Option<Vec<HashSet<String>>>,
 }
 
 fn filter() -> impl Strategy<Value = Filter> {
@@ -115,5 +120,48 @@ proptest! {
         let (ka, kb) = (bound(a.clone()), bound(b.clone()));
         prop_assert!(ka.len() <= MAX_KEY_LEN);
         prop_assert_ne!(ka, kb);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Equal hash maps and sets give one key, whatever order they iterate in (each
+    /// `HashMap` has its own random hasher, and the second is filled backwards);
+    /// different ones give different keys.
+    #[test]
+    fn hash_maps_and_sets_are_encoded_canonically(
+        x in proptest::collection::btree_map(tricky(), any::<i64>(), 0..8),
+        y in proptest::collection::btree_map(tricky(), any::<i64>(), 0..8),
+    ) {
+        let forward: HashMap<String, i64> = x.clone().into_iter().collect();
+        let backward: HashMap<String, i64> = x.clone().into_iter().rev().collect();
+        prop_assert_eq!(key(&(&forward, 1u8)), key(&(&backward, 1u8)));
+        let other: HashMap<String, i64> = y.clone().into_iter().collect();
+        prop_assert_eq!(x == y, key(&(&forward,)) == key(&(&other,)));
+
+        let set_x: BTreeSet<String> = x.keys().cloned().collect();
+        let set_y: BTreeSet<String> = y.keys().cloned().collect();
+        let hs_forward: HashSet<String> = set_x.iter().cloned().collect();
+        let hs_backward: HashSet<String> = set_x.iter().rev().cloned().collect();
+        prop_assert_eq!(key(&(&hs_forward,)), key(&(&hs_backward,)));
+        let hs_other: HashSet<String> = set_y.iter().cloned().collect();
+        prop_assert_eq!(set_x == set_y, key(&(&hs_forward,)) == key(&(&hs_other,)));
+        // Nested in a struct, an option and a vector, and as a map's values.
+        let nested = |s: &HashSet<String>| key(&(&Nested { ids: Some(vec![s.clone()]) },));
+        prop_assert_eq!(nested(&hs_forward), nested(&hs_backward));
+        let of_sets = |m: &BTreeMap<String, i64>| -> HashMap<i64, HashSet<String>> {
+            m.iter().map(|(k, v)| (*v, HashSet::from([k.clone()]))).collect()
+        };
+        prop_assert_eq!(key(&(&of_sets(&x),)), key(&(&of_sets(&x),)));
+    }
+
+    /// A vector's order is its meaning: only sets and maps are sorted.
+    #[test]
+    fn vectors_keep_their_order(v in proptest::collection::vec(tricky(), 2..5)) {
+        let mut reversed = v.clone();
+        reversed.reverse();
+        prop_assume!(reversed != v);
+        prop_assert_ne!(key(&(&v,)), key(&(&reversed,)));
     }
 }

@@ -52,7 +52,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// A key prefix unique to one test: `{name}:{pid}-{nonce}:{counter}`.
+/// A key prefix unique to one test: `{name}-{pid}-{nonce}-{counter}` (a prefix may not
+/// contain `:`, see `CacheBuilder::prefix`).
 ///
 /// The process id and a per-process random nonce keep concurrent and successive test runs
 /// apart (a pid alone is reused across runs, which matters against a long-lived server named
@@ -70,7 +71,7 @@ pub fn unique_prefix(name: &str) -> String {
         RandomState::new().hash_one(nanos) as u32
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{name}:{}-{nonce:08x}:{n}", std::process::id())
+    format!("{name}-{}-{nonce:08x}-{n}", std::process::id())
 }
 
 /// A multiplexed connection to `url`, for tests that talk to Redis directly.

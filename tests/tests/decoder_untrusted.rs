@@ -38,6 +38,36 @@ proptest! {
         decode_untrusted(&bytes);
     }
 
+    /// A valid response behind random fill and expiry times (a foreign value claiming to
+    /// be fresh until the year 500,000,000): served without a panic, whatever they are.
+    #[test]
+    fn responses_with_random_times_never_panic(
+        filled_at in any::<u64>(),
+        fresh_for in prop_oneof![any::<u64>(), 0u64..10_000_000],
+        cache_control in prop_oneof![Just(""), Just("max-age=5"), Just("public")],
+    ) {
+        let mut bytes = header(1);
+        bytes[6..14].copy_from_slice(&filled_at.to_le_bytes());
+        let fresh_until = filled_at.saturating_add(fresh_for);
+        bytes[14..22].copy_from_slice(&fresh_until.to_le_bytes());
+        let mut payload = vec![200, 0];
+        let headers: &[(&str, &str)] = if cache_control.is_empty() {
+            &[]
+        } else {
+            &[("cache-control", cache_control)]
+        };
+        payload.extend_from_slice(&(headers.len() as u16).to_le_bytes());
+        for (name, value) in headers {
+            payload.extend_from_slice(&(name.len() as u16).to_le_bytes());
+            payload.extend_from_slice(name.as_bytes());
+            payload.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            payload.extend_from_slice(value.as_bytes());
+        }
+        payload.extend_from_slice(b"body");
+        bytes.extend_from_slice(&payload);
+        prop_assert_eq!(decode_untrusted(&bytes), 1);
+    }
+
     /// Random dependency records: lengths that overrun, names that are not UTF-8.
     #[test]
     fn random_dependencies_never_panic(

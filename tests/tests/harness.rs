@@ -295,7 +295,8 @@ fn unique_prefixes_differ() {
     let a = unique_prefix("harness");
     let b = unique_prefix("harness");
     assert_ne!(a, b);
-    assert!(a.starts_with("harness:"), "{a}");
+    assert!(a.starts_with("harness-"), "{a}");
+    assert!(!a.contains(':'), "a prefix may not contain `:`: {a}");
     assert!(a.contains(&std::process::id().to_string()), "{a}");
 }
 

@@ -69,7 +69,50 @@ cache_tests::on_both_backends!(
     stats_count_hits_misses_and_fills,
     clear_removes_this_prefix_only,
     large_values_are_compressed,
+    equal_hash_maps_and_sets_share_an_entry,
 );
+
+#[cached_query(skip(calls))]
+async fn filtered(
+    calls: &AtomicUsize,
+    filters: std::collections::HashMap<String, String>,
+    ids: std::collections::HashSet<u32>,
+) -> usize {
+    calls.fetch_add(1, SeqCst);
+    filters.len() + ids.len()
+}
+
+/// Equal `HashMap`s and `HashSet`s share an entry, whatever order they iterate in: each
+/// has its own random hasher, and they are filled in opposite orders.
+async fn equal_hash_maps_and_sets_share_an_entry(env: Env) {
+    let calls = AtomicUsize::new(0);
+    let pairs: Vec<(String, String)> = (0..16)
+        .map(|i| (format!("k{i}"), format!("v{i}")))
+        .collect();
+    env.run(async {
+        for round in 0..4 {
+            let mut pairs = pairs.clone();
+            let mut ids: Vec<u32> = (0..16).collect();
+            if round % 2 == 1 {
+                pairs.reverse();
+                ids.reverse();
+            }
+            assert_eq!(
+                filtered(
+                    &calls,
+                    pairs.into_iter().collect(),
+                    ids.into_iter().collect()
+                )
+                .await,
+                32
+            );
+        }
+        assert_eq!(calls.load(SeqCst), 1, "one entry for equal maps and sets");
+        filtered(&calls, Default::default(), [1].into()).await;
+        assert_eq!(calls.load(SeqCst), 2, "different sets, different entries");
+    })
+    .await;
+}
 
 #[cached_query(skip(calls))]
 async fn square(calls: &AtomicUsize, x: u64) -> u64 {
@@ -381,6 +424,20 @@ async fn stats_count_hits_misses_and_fills(env: Env) {
 
 async fn clear_removes_this_prefix_only(env: Env) {
     let calls = AtomicUsize::new(0);
+    // A prefix nested in this one (`{prefix}:x`) would share its keys: refused.
+    let url = env.redis_url.as_deref().unwrap_or("memory://");
+    let nested = Cache::builder(url)
+        .prefix(format!("{}:x", env.cache.prefix()))
+        .build()
+        .await;
+    assert!(nested.unwrap_err().to_string().contains("contains `:`"));
+    // The nearest legal neighbour keeps its keys through a clear of this prefix.
+    let sibling = Cache::builder(url)
+        .prefix(format!("{}-x", env.cache.prefix()))
+        .build()
+        .await
+        .unwrap();
+    sibling.set("kept", &1, None).await.unwrap();
     let foreign = format!("other-{}:1:keep", env.cache.prefix());
     if let Some(url) = &env.redis_url {
         let mut conn = raw_connection(url).await;
@@ -400,6 +457,7 @@ async fn clear_removes_this_prefix_only(env: Env) {
     assert_eq!(env.cache.clear().await.unwrap(), 6);
     env.run(square(&calls, 5)).await;
     assert_eq!(calls.load(SeqCst), 3, "cleared entries are misses");
+    assert_eq!(sibling.get::<i32>("kept").await.unwrap(), Some(1));
     if let Some(url) = &env.redis_url {
         let mut conn = raw_connection(url).await;
         let kept: Option<String> = ::redis::cmd("GET")

@@ -135,17 +135,19 @@ async fn password_and_acl_user_urls_authenticate() {
         .query_async(&mut admin)
         .await
         .unwrap();
-    // An ACL user limited to the cache's own key prefix and the commands it needs.
-    let _: () = ::redis::cmd("ACL")
-        .arg(&[
+    // ACL users limited to the cache's own key prefix and the commands it needs, exactly
+    // the list the README gives; `+select` for a database other than 0.
+    for (user, extra) in [("app", None), ("app3", Some("+select"))] {
+        let mut rules = vec![
             "SETUSER",
-            "app",
+            user,
             "on",
             ">apppw",
             "~app:*",
             "+mget",
             "+get",
             "+set",
+            "+pexpire",
             "+multi",
             "+exec",
             "+unlink",
@@ -153,10 +155,14 @@ async fn password_and_acl_user_urls_authenticate() {
             "+ping",
             "+evalsha",
             "+script|load",
-        ])
-        .query_async(&mut admin)
-        .await
-        .unwrap();
+        ];
+        rules.extend(extra);
+        let _: () = ::redis::cmd("ACL")
+            .arg(&rules)
+            .query_async(&mut admin)
+            .await
+            .unwrap();
+    }
 
     for (url, prefix) in [
         (
@@ -165,6 +171,10 @@ async fn password_and_acl_user_urls_authenticate() {
         ),
         (
             format!("redis://app:apppw@127.0.0.1:{}/0", server.port()),
+            "app",
+        ),
+        (
+            format!("redis://app3:apppw@127.0.0.1:{}/3", server.port()),
             "app",
         ),
     ] {
@@ -188,10 +198,42 @@ async fn password_and_acl_user_urls_authenticate() {
         assert_eq!(
             cache.stats().backend_errors,
             0,
-            "{prefix}: {:?}",
+            "{url}: {:?}",
             cache.stats()
         );
+        // Invalidations (`SET XX KEEPTTL` in `MULTI`/`UNLINK`) and clearing (`SCAN`) too.
+        cache.invalidate_all().await.unwrap();
+        cache.clear().await.unwrap();
     }
+    let keys_in = |db: u8| {
+        let url = format!("redis://:s3cret@127.0.0.1:{}/{db}", server.port());
+        async move {
+            let mut conn = cache_tests::raw_connection(&url).await;
+            let n: u64 = ::redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+            n
+        }
+    };
+    let db3 = format!("redis://app3:apppw@127.0.0.1:{}/3", server.port());
+    let cache = Cache::builder(&db3).prefix("app").build().await.unwrap();
+    cache.set("in-db-3", &1, None).await.unwrap();
+    assert!(keys_in(3).await > 0, "the value went to database 3");
+
+    // Without `+select`, database 3 cannot be reached: calls run uncached.
+    let url = format!("redis://app:apppw@127.0.0.1:{}/3", server.port());
+    let cache = Cache::builder(&url)
+        .prefix("app")
+        .timeout(OP_TIMEOUT)
+        .build()
+        .await
+        .unwrap();
+    let calls = AtomicUsize::new(0);
+    cache_runtime::scope(cache.clone(), async {
+        timed_call(&calls, 4).await;
+        timed_call(&calls, 4).await;
+    })
+    .await;
+    assert_eq!(calls.load(SeqCst), 2, "no +select, no cache on db 3");
+    assert!(cache.stats().backend_errors > 0);
 
     // A wrong password is not a startup error: calls run uncached and errors are counted.
     let url = format!("redis://:wrong@127.0.0.1:{}/0", server.port());
@@ -212,4 +254,36 @@ async fn cache_for_url(url: &str) -> Cache {
         .build()
         .await
         .unwrap()
+}
+
+/// After the cool-down the breaker is half-open: of many concurrent calls only one (the
+/// probe) reaches the dead Redis; the others run uncached without touching it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_open_breaker_sends_one_probe() {
+    let server = RedisServer::start();
+    let cool_down = Duration::from_millis(300);
+    let cache = Cache::builder(&server.url())
+        .timeout(OP_TIMEOUT)
+        .circuit_breaker(2, cool_down)
+        .build()
+        .await
+        .unwrap();
+    server.kill();
+    let calls = AtomicUsize::new(0);
+    cache_runtime::scope(cache.clone(), async {
+        while cache.stats().skipped == 0 {
+            timed_call(&calls, 1).await;
+        }
+        tokio::time::sleep(cool_down + Duration::from_millis(50)).await;
+        let errors = cache.stats().backend_errors;
+        let concurrent = (0..20).map(|i| timed_call(&calls, 100 + i));
+        futures::future::join_all(concurrent).await;
+        assert_eq!(
+            cache.stats().backend_errors - errors,
+            1,
+            "one probe reached the dead server: {:?}",
+            cache.stats()
+        );
+    })
+    .await;
 }

@@ -927,11 +927,18 @@ async fn invalidate_view_drops_every_url_of_the_handler(env: Env) {
     assert_eq!(app.calls(), 4, "both URLs re-rendered once, then hit again");
     assert_eq!(env.cache.stats().invalidated, 2);
 
+    // A path's invalidation covers every query string of it; other paths are untouched.
+    let nested = Router::new()
+        .nest("/n", Router::new().route("/page", get(page)))
+        .with_state(app.clone());
+    env.send(&nested, get_req("/n/page")).await;
+    assert_eq!(app.calls(), 5);
     cache_runtime::view::invalidate_path(&env.cache, "views::page", "/page?a=1")
         .await
         .unwrap();
-    env.send(&router, get_req("/page")).await;
-    assert_eq!(app.calls(), 4, "another path is untouched");
+    env.send(&nested, get_req("/n/page")).await;
+    assert_eq!(app.calls(), 5, "another path is untouched");
     env.send(&router, get_req("/page?a=1")).await;
-    assert_eq!(app.calls(), 5, "the invalidated path re-rendered");
+    env.send(&router, get_req("/page")).await;
+    assert_eq!(app.calls(), 7, "both query strings of the path re-rendered");
 }

@@ -1,5 +1,6 @@
 //! Fuzzes the value decoder: envelope header, then every codec and the HTTP response
-//! layout, on arbitrary bytes.
+//! layout, on arbitrary bytes; a response that opens is then served every way a hit is
+//! (full, HEAD, `304`), with whatever fill and expiry times its header claims.
 //!
 //! ```text
 //! cargo install cargo-fuzz

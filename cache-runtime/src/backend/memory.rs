@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use moka::Expiry;
+use moka::ops::compute::{CompResult, Op};
 
-use super::Backend;
+use super::{Backend, MAX_TTL};
 use crate::error::Result;
 
 /// Fixed per-entry cost added to key and value sizes when weighing an entry.
@@ -26,7 +27,7 @@ struct PerEntryTtl;
 
 impl Expiry<String, Entry> for PerEntryTtl {
     fn expire_after_create(&self, _key: &String, entry: &Entry, _now: Instant) -> Option<Duration> {
-        entry.ttl
+        entry.ttl.map(|ttl| ttl.min(MAX_TTL))
     }
     fn expire_after_update(
         &self,
@@ -35,7 +36,7 @@ impl Expiry<String, Entry> for PerEntryTtl {
         _now: Instant,
         _current: Option<Duration>,
     ) -> Option<Duration> {
-        entry.ttl
+        entry.ttl.map(|ttl| ttl.min(MAX_TTL))
     }
 }
 
@@ -85,24 +86,42 @@ impl Backend for MemoryBackend {
         Ok(items
             .into_iter()
             .map(|(key, value, ttl)| {
-                let entry = self
-                    .entries
-                    .entry(key)
-                    .or_insert_with(|| Entry { value, ttl });
-                Some(entry.into_value().value)
+                // One key-level lock with `replace_and_delete`: a refresh never writes back
+                // a generation an invalidation replaced meanwhile.
+                let computed = self.entries.entry(key).and_compute_with(|found| {
+                    let kept = match found {
+                        Some(_) if ttl.is_none() => return Op::Nop,
+                        Some(found) => found.into_value().value,
+                        None => value,
+                    };
+                    Op::Put(Entry { value: kept, ttl })
+                });
+                match computed {
+                    CompResult::Inserted(e)
+                    | CompResult::ReplacedWith(e)
+                    | CompResult::Unchanged(e) => Some(e.into_value().value),
+                    CompResult::StillNone(_) | CompResult::Removed(_) => None,
+                }
             })
             .collect())
     }
 
-    async fn set_and_delete(
+    async fn replace_and_delete(
         &self,
         key: String,
         value: Bytes,
-        ttl: Option<Duration>,
         delete: Option<String>,
     ) -> Result<()> {
         // The counter first: a reader that still finds the entry then sees the new counter.
-        self.entries.insert(key, Entry { value, ttl });
+        self.entries
+            .entry(key)
+            .and_compute_with(|found| match found {
+                Some(found) => Op::Put(Entry {
+                    value,
+                    ttl: found.into_value().ttl,
+                }),
+                None => Op::Nop,
+            });
         if let Some(delete) = delete {
             self.entries.remove(&delete);
         }

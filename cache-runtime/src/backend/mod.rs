@@ -17,6 +17,11 @@ pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 
+/// The longest anything is kept: longer TTLs (a setting of `Duration::MAX`, a `ttl` of
+/// `u64::MAX` seconds) are this. Ten years: well within what Redis (`PX`), the memory store
+/// and an HTTP date (`Expires`, up to the year 9999) can express.
+pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
 /// What the runtime needs from a store.
 ///
 /// Implementations bound every operation in time themselves; errors are reported, and the
@@ -32,17 +37,19 @@ pub(crate) trait Backend: Send + Sync + 'static {
         ttl: Option<Duration>,
     ) -> impl Future<Output = Result<()>> + Send;
     /// For each `(key, value, ttl)`: stores `value` when `key` is missing, then reads what
-    /// `key` holds. One round trip.
+    /// `key` holds. With a `ttl`, the key expires `ttl` from now whether it was created or
+    /// found (a counter outlives every value that records it, however often it is used);
+    /// without, a created key lives until evicted. One round trip.
     fn get_or_create(
         &self,
         items: Vec<(String, Bytes, Option<Duration>)>,
     ) -> impl Future<Output = Result<Vec<Option<Bytes>>>> + Send;
-    /// Stores `value` under `key` and removes `delete`, in one atomic step.
-    fn set_and_delete(
+    /// Replaces the value of `key` with `value` when `key` exists, keeping its expiry (it
+    /// never creates one), and removes `delete`, in one atomic step.
+    fn replace_and_delete(
         &self,
         key: String,
         value: Bytes,
-        ttl: Option<Duration>,
         delete: Option<String>,
     ) -> impl Future<Output = Result<()>> + Send;
     /// Removes `key`; true when it existed.
@@ -103,14 +110,13 @@ impl Backend for AnyBackend {
     ) -> Result<Vec<Option<Bytes>>> {
         dispatch!(self, b => b.get_or_create(items).await)
     }
-    async fn set_and_delete(
+    async fn replace_and_delete(
         &self,
         key: String,
         value: Bytes,
-        ttl: Option<Duration>,
         delete: Option<String>,
     ) -> Result<()> {
-        dispatch!(self, b => b.set_and_delete(key, value, ttl, delete).await)
+        dispatch!(self, b => b.replace_and_delete(key, value, delete).await)
     }
     async fn delete(&self, key: String) -> Result<bool> {
         dispatch!(self, b => b.delete(key).await)

@@ -8,10 +8,11 @@
 //! meanwhile opened from the caller's runtime, within the same deadline.
 //!
 //! Plain commands: `MGET` (a hit: the entry and its generations, read at one instant),
-//! `SET` (`NX` to create a generation or take a lease), `GET`, `MULTI`/`SET`/`UNLINK`/`EXEC`
-//! (an invalidation), `SCAN` + `UNLINK` (clearing a prefix), `PING`; and one short script,
-//! releasing a lease only while it is the caller's (`EVALSHA`, `EVAL` when Redis does not
-//! know it yet).
+//! `SET` (`NX` to create a generation or take a lease), `PEXPIRE` (to keep a counter alive as
+//! long as the values recording it), `GET`, `MULTI`/`SET XX KEEPTTL`/`UNLINK`/`EXEC` (an
+//! invalidation), `SCAN` + `UNLINK` (clearing a prefix), `PING`, `WAIT` (with
+//! `CacheBuilder::wait_for_replicas`); and one short script, releasing a lease only while it
+//! is the caller's (`EVALSHA`, `SCRIPT LOAD` when Redis does not know it yet).
 
 use std::future::Future;
 use std::time::Duration;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Backend, io};
+use super::{Backend, MAX_TTL, io};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Removes a lease only while it holds the caller's token (KEYS: lease; ARGV: token): the one
@@ -34,12 +35,15 @@ pub(crate) struct RedisBackend {
     conn: ConnectionManager,
     timeout: Duration,
     delete_if: redis::Script,
+    /// `CacheBuilder::wait_for_replicas`: replicas every invalidation must reach, and how
+    /// long it waits for them (on top of the operation timeout).
+    wait: Option<(u32, Duration)>,
 }
 
 fn px(cmd: &mut redis::Cmd, ttl: Option<Duration>) {
     if let Some(ttl) = ttl {
         cmd.arg("PX")
-            .arg(ttl.as_millis().clamp(1, u64::MAX as u128) as u64);
+            .arg(ttl.min(MAX_TTL).as_millis().max(1) as u64);
     }
 }
 
@@ -50,7 +54,11 @@ fn bytes(values: Vec<Option<Vec<u8>>>) -> Vec<Option<Bytes>> {
 impl RedisBackend {
     /// Connects lazily: a server that is down now is not an error; calls fail (and the
     /// cache runs uncached) until it answers, and reconnection happens in the background.
-    pub(crate) fn new(client: redis::Client, timeout: Duration) -> Result<Self> {
+    pub(crate) fn new(
+        client: redis::Client,
+        timeout: Duration,
+        wait: Option<(u32, Duration)>,
+    ) -> Result<Self> {
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout))
@@ -65,6 +73,7 @@ impl RedisBackend {
             conn,
             timeout,
             delete_if: redis::Script::new(DELETE_IF),
+            wait,
         })
     }
 
@@ -74,7 +83,16 @@ impl RedisBackend {
         F: Fn(ConnectionManager) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.run_within(op, self.timeout, f).await
+    }
+
+    /// [`run`](Self::run) with a bound of its own.
+    async fn run_within<T, F, Fut>(&self, op: &'static str, bound: Duration, f: F) -> Result<T>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + bound;
         let mut answer = tokio::time::timeout_at(deadline, f(self.conn.clone())).await;
         if let Ok(Err(e)) = &answer
             && (e.is_connection_dropped() || e.is_unrecoverable_error())
@@ -87,7 +105,7 @@ impl RedisBackend {
             Ok(Err(e)) => Err(Error::with_source(ErrorKind::Backend, op, e)),
             Err(_) => Err(Error::new(
                 ErrorKind::Timeout,
-                format!("{op}: no answer from Redis within {:?}", self.timeout),
+                format!("{op}: no answer from Redis within {bound:?}"),
             )),
         }
     }
@@ -155,6 +173,11 @@ impl Backend for RedisBackend {
             set.arg(key).arg(&value[..]).arg("NX");
             px(&mut set, *ttl);
             pipe.add_command(set).ignore();
+            if let Some(ttl) = ttl {
+                // Found rather than created: it lives `ttl` from now too.
+                let ms = (*ttl).min(MAX_TTL).as_millis().max(1) as u64;
+                pipe.cmd("PEXPIRE").arg(key).arg(ms).ignore();
+            }
             pipe.cmd("GET").arg(key);
         }
         let pipe = &pipe;
@@ -172,26 +195,50 @@ impl Backend for RedisBackend {
         Ok(bytes(values))
     }
 
-    async fn set_and_delete(
+    async fn replace_and_delete(
         &self,
         key: String,
         value: Bytes,
-        ttl: Option<Duration>,
         delete: Option<String>,
     ) -> Result<()> {
         let mut set = redis::cmd("SET");
-        set.arg(key).arg(&value[..]);
-        px(&mut set, ttl);
+        set.arg(key).arg(&value[..]).arg("XX").arg("KEEPTTL");
+        // MULTI/EXEC by hand: WAIT must follow EXEC, outside the transaction.
         let mut pipe = redis::pipe();
-        pipe.atomic().add_command(set).ignore();
+        pipe.cmd("MULTI").ignore();
+        pipe.add_command(set).ignore();
         if let Some(delete) = delete {
             pipe.cmd("UNLINK").arg(delete).ignore();
         }
+        pipe.cmd("EXEC").ignore();
+        let Some((replicas, wait)) = self.wait else {
+            let pipe = &pipe;
+            return self
+                .run("MULTI SET UNLINK EXEC", |mut c| async move {
+                    pipe.query_async::<()>(&mut c).await
+                })
+                .await;
+        };
+        let wait_ms = wait.as_millis().clamp(1, u64::MAX as u128) as u64;
+        pipe.cmd("WAIT").arg(replicas).arg(wait_ms);
         let pipe = &pipe;
-        self.run("MULTI SET UNLINK", |mut c| async move {
-            pipe.query_async::<()>(&mut c).await
-        })
-        .await
+        let (reached,): (u32,) = self
+            .run_within(
+                "MULTI SET UNLINK EXEC WAIT",
+                self.timeout.saturating_add(wait),
+                |mut c| async move { pipe.query_async(&mut c).await },
+            )
+            .await?;
+        if reached < replicas {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!(
+                    "the invalidation reached {reached} of {replicas} replicas within {wait:?}: \
+                     a failover now could bring the old generation back"
+                ),
+            ));
+        }
+        Ok(())
     }
 
     async fn delete(&self, key: String) -> Result<bool> {

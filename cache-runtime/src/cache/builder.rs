@@ -59,10 +59,25 @@ pub struct CacheBuilder {
     breaker_cool_down: Duration,
     leases: bool,
     lease_ttl: Duration,
+    trust_forwarded: bool,
+    wait_for_replicas: Option<(u32, Duration)>,
 }
 
 impl CacheBuilder {
     /// Key prefix, Django's `KEY_PREFIX` (default empty): keys are `{prefix}:{version}:...`.
+    ///
+    /// It may not contain `:` (nor whitespace): every key of the cache starts with
+    /// `{prefix}:`, so with `:` allowed the keys of a cache prefixed `app:x` would also
+    /// start with `app:`, and `clear()` on the cache prefixed `app` would delete them.
+    /// [`build`](Self::build) refuses such a prefix; use `-` or `.` instead.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let err = cache_runtime::Cache::builder("memory://").prefix("app:x").build().await.unwrap_err();
+    /// assert!(err.to_string().contains("`:`"));
+    /// assert!(cache_runtime::Cache::builder("memory://").prefix("app-x").build().await.is_ok());
+    /// # });
+    /// ```
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
         self
@@ -136,6 +151,60 @@ impl CacheBuilder {
         self
     }
 
+    /// Whether cached views and `CacheLayer`s believe the headers a proxy uses to tell the
+    /// app the URL the client used (`Forwarded` `host`/`proto`, `X-Forwarded-Host`,
+    /// `-Proto`, `-Port`, `-Prefix`; default `false`), like Django's `USE_X_FORWARDED_HOST`.
+    ///
+    /// - `false`: a request carrying any of them runs uncached (neither read nor written),
+    ///   since any client can send them: one forged `X-Forwarded-Host: evil.test` must not
+    ///   store a page whose links point at evil.test for everyone.
+    /// - `true`: they are part of every response's key (of `Forwarded`, only `host` and
+    ///   `proto`). Turn it on only when a proxy you run sets or strips them on every
+    ///   request; each value a client may still choose is its own entry.
+    ///
+    /// It is a setting of the cache, not of one view: it describes the deployment (is
+    /// there a proxy in front), which every view and layer on the cache shares. See
+    /// `docs/SECURITY.md`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = cache_runtime::Cache::builder("memory://").trust_forwarded(true).build().await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn trust_forwarded(mut self, trust: bool) -> Self {
+        self.trust_forwarded = trust;
+        self
+    }
+
+    /// Makes every invalidation wait until `replicas` replicas have acknowledged it (Redis
+    /// `WAIT`), for at most `timeout` on top of the operation timeout; fewer is an error
+    /// from the invalidation (retry it, or fail the write that needed it). Off by default.
+    ///
+    /// Without it, an invalidation that returned may exist on the primary alone: if the
+    /// primary dies and a replica that missed it is promoted (Sentinel, Cluster, a managed
+    /// failover), the old generation comes back with the old entries, which are served
+    /// again. With it, an invalidation that returned `Ok` is on `replicas` replicas, so a
+    /// failover to one of them keeps it (Sentinel and Cluster promote the most up-to-date
+    /// replica). `WAIT` does not make a write survive a restart of one server: see
+    /// "Durability" in `docs/SECURITY.md`. Needs `+wait` under an ACL user. Only for
+    /// `redis://` URLs: [`build`](Self::build) refuses it for `memory://`.
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// let cache = cache_runtime::Cache::builder("redis://primary:6379/0")
+    ///     .wait_for_replicas(1, Duration::from_millis(500))
+    ///     .build()
+    ///     .await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn wait_for_replicas(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.wait_for_replicas = (replicas > 0).then_some((replicas, timeout));
+        self
+    }
+
     /// Builds the cache. A malformed URL or setting is an error naming the problem; a
     /// Redis server that is down is not (the cache connects in the background and runs
     /// uncached until then).
@@ -157,11 +226,28 @@ impl CacheBuilder {
                 self.prefix
             )));
         }
+        if self.prefix.contains(':') {
+            return Err(Error::config(format!(
+                "the key prefix {:?} contains `:`, which separates the prefix from the rest of \
+                 a key: the cache prefixed with what comes before it would share (and clear) \
+                 its keys. Use `-` or `.` instead",
+                self.prefix
+            )));
+        }
         let backend = match parse_url(&self.url)? {
+            Location::Memory if self.wait_for_replicas.is_some() => {
+                return Err(Error::config(
+                    "wait_for_replicas needs a redis:// URL: memory:// has no replicas",
+                ));
+            }
             Location::Memory => AnyBackend::Memory(MemoryBackend::new(self.memory_max_bytes)),
             #[cfg(feature = "redis")]
             Location::Redis(client) => {
-                let backend = crate::backend::redis::RedisBackend::new(client, self.timeout)?;
+                let backend = crate::backend::redis::RedisBackend::new(
+                    client,
+                    self.timeout,
+                    self.wait_for_replicas,
+                )?;
                 AnyBackend::Redis(backend)
             }
         };
@@ -187,6 +273,7 @@ impl CacheBuilder {
                 breaker: Breaker::new(self.breaker_threshold, self.breaker_cool_down),
                 leases: self.leases,
                 lease_ttl: self.lease_ttl,
+                trust_forwarded: self.trust_forwarded,
             }),
         };
         cache.warm_up();
@@ -287,6 +374,8 @@ impl Cache {
             breaker_cool_down: Duration::from_secs(1),
             leases: true,
             lease_ttl: DEFAULT_LEASE_TTL,
+            trust_forwarded: false,
+            wait_for_replicas: None,
         }
     }
 }
@@ -362,5 +451,7 @@ mod tests {
         assert!(ttl.unwrap_err().to_string().contains("TTL"));
         let prefix = Cache::builder("memory://").prefix("my app").build().await;
         assert!(prefix.unwrap_err().to_string().contains("whitespace"));
+        let colon = Cache::builder("memory://").prefix("app:x").build().await;
+        assert!(colon.unwrap_err().to_string().contains("contains `:`"));
     }
 }

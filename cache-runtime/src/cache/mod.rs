@@ -63,6 +63,10 @@ pub(crate) struct Inner {
     /// Whether misses take leases unless a function says otherwise.
     pub(crate) leases: bool,
     pub(crate) lease_ttl: Duration,
+    /// Whether views believe forwarded headers (key on them) or bypass requests carrying
+    /// them: [`CacheBuilder::trust_forwarded`](crate::CacheBuilder::trust_forwarded).
+    #[cfg_attr(not(feature = "view"), allow(dead_code))]
+    pub(crate) trust_forwarded: bool,
 }
 
 impl std::fmt::Debug for Cache {

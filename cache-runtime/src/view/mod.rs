@@ -7,18 +7,29 @@
 //! never share a key). HEAD reads GET's entry. A [`CacheLayer`] uses `layer` for the
 //! function.
 //!
-//! **Not cached at all** (neither read nor written): methods other than GET and HEAD, and
-//! requests carrying `Authorization` unless `vary` names it. Any other request header a
-//! response depends on (`Cookie`, `Accept-Language`, ...) must be named in `vary`, as with
-//! Django's `vary_on_headers`; a response whose own `Vary` names a header outside the key is
-//! not stored.
+//! **Not cached at all** (neither read nor written): methods other than GET and HEAD;
+//! requests carrying credentials, `Authorization` or `Cookie`, unless `vary` names that
+//! header (session layers such as tower-sessions and axum-extra's cookie jars add no
+//! `Vary: Cookie`, so a page read from a session would otherwise be one user's page served
+//! to everyone); and, unless the cache trusts them
+//! ([`CacheBuilder::trust_forwarded`](crate::CacheBuilder::trust_forwarded)), requests
+//! carrying the forwarded headers a proxy uses to tell the app its URL (`Forwarded`
+//! `host`/`proto`, `X-Forwarded-Host`, `-Proto`, `-Port`, `-Prefix`): any client can forge
+//! them. Trusted, they are part of the key. Any other request header a response depends on
+//! (`Accept-Language`, ...) must be named in `vary`, as with Django's `vary_on_headers`; a
+//! response whose own `Vary` names a header outside the key is not stored.
 //!
 //! **Stored** only when all of these hold: the status is in `statuses` (default `[200]`);
-//! no `Set-Cookie`; no `Cache-Control` with `private`, `no-store` or `no-cache`; no
-//! `Vary: *` and no `Vary` naming a header outside `vary`; a body that fits the cache's
+//! no `Set-Cookie`; no `Cache-Control` (nor `Surrogate-Control`, `CDN-Cache-Control`) with
+//! `private`, `no-store` or `no-cache`, and not stale on arrival (`max-age=0`,
+//! `s-maxage=0`, an `Expires` in the past); no `Vary: *` and no `Vary` naming a header
+//! outside `vary`; a body that fits the cache's
 //! maximum value size, known from its size hint (a larger or streaming body passes through
 //! untouched, never buffered beyond the limit). A HEAD miss runs the handler and is not
-//! stored (a handler may answer HEAD with less than GET).
+//! stored (a handler may answer HEAD with less than GET). A stored response lives the
+//! shorter of the `ttl` and the lifetime its own headers give a shared cache
+//! (`Surrogate-Control`, then `CDN-Cache-Control`, then `s-maxage`, `max-age`, then
+//! `Expires`; see `docs/SECURITY.md`).
 //!
 //! **Headers**: stored responses get a strong `ETag` (SHA-256 of the body) unless the
 //! handler set one, and `Vary` naming the keyed headers. Served responses (the fill and
@@ -64,9 +75,12 @@
 #[cfg(feature = "axum")]
 mod adapter;
 mod body;
+mod forwarded;
+mod freshness;
 mod layer;
 mod request;
 mod response;
+mod url;
 
 use std::future::Future;
 use std::marker::PhantomData;
@@ -84,7 +98,7 @@ use crate::deps;
 use crate::envelope::{Header, Kind, Opened, Writer};
 use crate::fill::{self, Filler, Plan};
 use crate::freshness::Freshness;
-use crate::invalidate::require;
+use crate::invalidate::{counter_ttl, require};
 use crate::key::{self, generation};
 use crate::stats::Event;
 
@@ -114,11 +128,14 @@ use response::Entry;
 /// # }).unwrap();
 /// ```
 pub async fn invalidate_view(cache: &Cache, function: &str) -> crate::Result<()> {
-    cache.bump(&generation::view(function), None, None).await
+    cache.bump(&generation::view(function), None).await
 }
 
-/// Invalidates the cached responses of one view handler for one path and query
-/// (`"/users?page=2"`), whatever the host and `vary` values, in one write.
+/// Invalidates the cached responses of one view handler for one path, with every query
+/// string and spelling of it (`"/users"`, or `"/users?page=2"`: the query is ignored,
+/// since a path's query strings are unbounded and all of them may show what changed),
+/// whatever the host and `vary` values, in one write. See the `url` rules in
+/// `docs/SECURITY.md`.
 ///
 /// ```
 /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -133,7 +150,10 @@ pub async fn invalidate_path(
     path_and_query: &str,
 ) -> crate::Result<()> {
     cache
-        .bump(&generation::path(function, path_and_query), None, None)
+        .bump(
+            &generation::path(function, &url::counter_path(path_and_query)),
+            None,
+        )
         .await
 }
 
@@ -251,10 +271,21 @@ pub(crate) fn resolve(explicit: Option<Cache>, name: &'static str) -> Option<Cac
     cache
 }
 
-/// Whether `value` opens as a stored response (the fuzz target's view of it).
+/// Whether `value` opens as a stored response, which is then served every way a hit can
+/// be (full, HEAD, `304`), with the times its header claims (the fuzz target's view of it).
 #[cfg(feature = "fuzz")]
 pub(crate) fn open_untrusted(value: &Opened) -> bool {
-    Entry::open(value).is_some()
+    type Served = Response<ViewBody<http_body_util::Empty<Bytes>>>;
+    let Some(entry) = Entry::open(value) else {
+        return false;
+    };
+    let mut conditional = http::HeaderMap::new();
+    conditional.insert(header::IF_NONE_MATCH, http::HeaderValue::from_static("*"));
+    let now = SystemTime::now();
+    let _: Served = entry.clone().respond(&http::HeaderMap::new(), false, now);
+    let _: Served = entry.clone().respond(&conditional, false, now);
+    let _: Served = entry.respond(&http::HeaderMap::new(), true, now);
+    true
 }
 
 /// A view's request through the cache: decides whether the cache applies at all, then runs
@@ -279,24 +310,34 @@ where
         Method::HEAD => true,
         _ => return bypass(run).await,
     };
-    if request.headers().contains_key(header::AUTHORIZATION)
-        && !varies_on(rules.vary, "authorization")
-    {
-        return bypass(run).await;
+    // Credentials: a response to them is one user's unless the key has them.
+    for credentials in [header::AUTHORIZATION, header::COOKIE] {
+        if request.headers().contains_key(&credentials)
+            && !varies_on(rules.vary, credentials.as_str())
+        {
+            return bypass(run).await;
+        }
     }
     let Some(cache) = cache else {
         return bypass(run).await;
     };
+    let trust_forwarded = cache.inner.trust_forwarded;
+    if !trust_forwarded && forwarded::shapes_url(request.headers()) {
+        warn_untrusted_forwarded(rules.name);
+        return bypass(run).await;
+    }
     let ttl = rules.ttl.unwrap_or(cache.inner.default_ttl);
-    let Some(request_key) = request_key(request, rules.vary).filter(|_| !ttl.is_zero()) else {
+    let Some(request_key) =
+        request_key(request, rules.vary, trust_forwarded).filter(|_| !ttl.is_zero())
+    else {
         return bypass(run).await;
     };
     let logical = key::view(rules.version, rules.name, &request_key);
-    let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    let path = url::counter_path(request.uri().path());
     let mut own = vec![
         (generation::ALL.to_owned(), None),
         (generation::view(rules.name), None),
-        (generation::path(rules.name, path), None),
+        (generation::path(rules.name, &path), counter_ttl(ttl)),
     ];
     own.extend(
         rules
@@ -338,15 +379,18 @@ where
     let vary = rules.vary;
     let body = async move {
         let (parts, body) = run.await?.into_parts();
-        if let Err(reason) = response::storable(parts.status, &parts.headers, statuses, vary) {
-            tracing::debug!(reason, "cache: response not stored");
-            return Ok(Prepared::Pass(Response::from_parts(
-                parts,
-                ViewBody::untouched(body),
-            )));
-        }
+        let lifetime = match response::storable(parts.status, &parts.headers, statuses, vary) {
+            Ok(lifetime) => lifetime,
+            Err(reason) => {
+                tracing::debug!(reason, "cache: response not stored");
+                return Ok(Prepared::Pass(Response::from_parts(
+                    parts,
+                    ViewBody::untouched(body),
+                )));
+            }
+        };
         Ok(match body::buffer(body, max_body).await {
-            Ok(body) => Prepared::Buffered(parts, body),
+            Ok(body) => Prepared::Buffered(parts, body, lifetime),
             Err(body) => {
                 tracing::debug!("cache: body too large, streaming or with trailers; not stored");
                 Prepared::Pass(Response::from_parts(parts, body))
@@ -354,6 +398,19 @@ where
         })
     };
     fill::run(Some(plan), responses, body).await
+}
+
+/// Says once per process why requests from a proxy are not cached.
+fn warn_untrusted_forwarded(name: &'static str) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    if !WARNED.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            name,
+            "cache: requests carry X-Forwarded-Host/-Proto/-Port/-Prefix or Forwarded host/proto, \
+             which the cache does not trust: they run uncached. Behind a proxy that sets or strips \
+             these headers on every request, call CacheBuilder::trust_forwarded(true)"
+        );
+    }
 }
 
 /// Runs the handler without the cache. Whatever its response is built from, nothing can
@@ -372,8 +429,9 @@ where
 pub(crate) enum Prepared<B: Body> {
     /// Not storable: passed on as it is.
     Pass(Response<ViewBody<B>>),
-    /// Storable by the rules, its body read whole.
-    Buffered(http::response::Parts, Bytes),
+    /// Storable by the rules, its body read whole, with the lifetime its own headers give
+    /// it (`None`: the view's `ttl`).
+    Buffered(http::response::Parts, Bytes, Option<Duration>),
 }
 
 /// How responses are read and written by the fill protocol: [`response::write_payload`] in
@@ -406,13 +464,18 @@ impl<V: AsRef<str>, B: Body<Data = Bytes>, E> Filler for Responses<'_, V, B, E> 
     }
 
     fn finish(&self, out: Self::Out, header: &Header, writer: &mut Writer) -> (Self::Answer, bool) {
-        let (mut parts, body) = match out {
-            Ok(Prepared::Buffered(parts, body)) => (parts, body),
+        let (mut parts, body, lifetime) = match out {
+            Ok(Prepared::Buffered(parts, body, lifetime)) => (parts, body, lifetime),
             other => return (self.pass(other), false),
         };
+        // The response's own lifetime, when shorter than the view's ttl, is the entry's.
+        let ttl = lifetime.map_or(header.ttl(), |lifetime| lifetime.min(header.ttl()));
+        if ttl < header.ttl() {
+            writer.set_ttl(header, ttl);
+        }
         response::prepare(&mut parts.headers, &body, self.vary);
         response::write_payload(parts.status, &parts.headers, &body, writer.payload());
-        response::add_freshness(&mut parts.headers, header.filled_at(), header.ttl());
+        response::add_freshness(&mut parts.headers, header.filled_at(), ttl);
         response::add_stale(&mut parts.headers, self.stale);
         if parts.status.is_success()
             && response::matches_none_match(self.request_headers, parts.headers.get(header::ETAG))
@@ -426,14 +489,14 @@ impl<V: AsRef<str>, B: Body<Data = Bytes>, E> Filler for Responses<'_, V, B, E> 
         match out {
             Err(_) => true,
             Ok(Prepared::Pass(response)) => response.status().is_server_error(),
-            Ok(Prepared::Buffered(parts, _)) => parts.status.is_server_error(),
+            Ok(Prepared::Buffered(parts, ..)) => parts.status.is_server_error(),
         }
     }
 
     fn pass(&self, out: Self::Out) -> Self::Answer {
         out.map(|prepared| match prepared {
             Prepared::Pass(response) => response,
-            Prepared::Buffered(parts, body) => Response::from_parts(parts, ViewBody::full(body)),
+            Prepared::Buffered(parts, body, _) => Response::from_parts(parts, ViewBody::full(body)),
         })
     }
 }

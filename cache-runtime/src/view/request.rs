@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 
 use http::{Extensions, HeaderMap, Method, Uri, header};
 
+use super::{forwarded, url};
 use crate::key;
 
 /// The parts of a request the view cache reads: method, URI, headers.
@@ -75,21 +76,32 @@ impl ViewRequest {
 /// The request's part of a response's key ([`key::view`] adds the version and the view):
 ///
 /// `GET:{scheme}://{host}{path}[?{query}]` then `|{header}={values}` for each `vary`
-/// header in order.
+/// header in order, where `query` is the canonical form of the query
+/// ([`url::canonical_query`]: every spelling an app cannot tell apart is one key).
 ///
 /// It is injective (different requests never share a key unless they differ only in
 /// headers outside `vary`):
 /// - the scheme is a URI scheme (no `:`), the host has `%`, `/`, `|`, spaces, controls and
 ///   non-ASCII bytes percent-escaped, so the path starts at the first `/`;
-/// - the path and query have `%`, `|`, spaces, controls and non-ASCII bytes escaped, so the
-///   first `|` starts the vary part;
+/// - the path has `%`, `|`, spaces, controls and non-ASCII bytes escaped, and the
+///   canonical query holds only unreserved characters, `%`, `=` and `&`, so the first `|`
+///   starts the vary part;
 /// - names come from the (fixed) `vary` list, and each value is written by
 ///   [`key::encode_value`], which escapes `=` and `,`: a value cannot contain `|{name}=`.
 ///   Repeated header lines are joined with `,`; an absent header is `~`, an empty one `''`;
 ///   a value that is not UTF-8 is `#` and its bytes in hex (`#` is escaped in strings).
 ///
+/// With `trust_forwarded`, the forwarded headers follow (see [`forwarded`]): each of
+/// [`forwarded::URL_HEADERS`] as a `vary` header would be, then `|forwarded=` with the
+/// `host` and `proto` parameters of each `Forwarded` line (`;`-joined, lines `,`-joined; a
+/// line that does not parse is `#` and its bytes in hex).
+///
 /// `None` when the URI has no absolute path (`*`, authority-form): not cacheable.
-pub(crate) fn request_key<V: AsRef<str>>(request: &ViewRequest, vary: &[V]) -> Option<String> {
+pub(crate) fn request_key<V: AsRef<str>>(
+    request: &ViewRequest,
+    vary: &[V],
+    trust_forwarded: bool,
+) -> Option<String> {
     let uri = &request.uri;
     let path = uri.path();
     if !path.starts_with('/') {
@@ -105,37 +117,76 @@ pub(crate) fn request_key<V: AsRef<str>>(request: &ViewRequest, vary: &[V]) -> O
     out.push_str("://");
     escape(&mut out, host, true);
     escape(&mut out, path.as_bytes(), false);
-    if let Some(query) = uri.query() {
+    // Only unreserved characters, `%`, `=` and `&`: no `|`, nothing to escape.
+    let query = url::canonical_query(uri.query().unwrap_or(""));
+    if !query.is_empty() {
         out.push('?');
-        escape(&mut out, query.as_bytes(), false);
+        out.push_str(&query);
     }
     for name in vary {
         let name = name.as_ref();
-        out.push('|');
-        out.push_str(&name.to_ascii_lowercase());
-        out.push('=');
-        let mut values = request.headers.get_all(name).iter().peekable();
-        if values.peek().is_none() {
-            out.push('~');
+        let values = request.headers.get_all(name).iter();
+        push_header(&mut out, name, values.map(|v| Value::Text(v.as_bytes())));
+    }
+    if trust_forwarded {
+        for name in forwarded::URL_HEADERS {
+            let values = request.headers.get_all(name).iter();
+            push_header(&mut out, name, values.map(|v| Value::Text(v.as_bytes())));
         }
-        for (i, value) in values.enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            match std::str::from_utf8(value.as_bytes()) {
-                Ok(text) => {
-                    let _ = key::encode_value(text, &mut out);
-                }
-                Err(_) => {
-                    out.push('#');
-                    for b in value.as_bytes() {
-                        let _ = write!(out, "{b:02x}");
-                    }
-                }
-            }
-        }
+        let lines = request.headers.get_all(header::FORWARDED).iter();
+        let params = lines.map(|line| match forwarded::url_params(line.as_bytes()) {
+            Some(params) => Value::Owned(params.join(";")),
+            None => Value::Raw(line.as_bytes()),
+        });
+        push_header(&mut out, "forwarded", params);
     }
     Some(out)
+}
+
+/// One header line's contribution to a key.
+enum Value<'a> {
+    /// Written as text when it is UTF-8, else as `Raw`.
+    Text(&'a [u8]),
+    /// Text derived from a line.
+    Owned(String),
+    /// `#` and the bytes in hex.
+    Raw(&'a [u8]),
+}
+
+/// Writes `|{name}={values}`: `~` when there are none, else each value (text through
+/// [`key::encode_value`], which escapes `#`, `=` and `,`; bytes as `#` and hex) joined
+/// with `,`.
+fn push_header<'a>(out: &mut String, name: &str, values: impl Iterator<Item = Value<'a>>) {
+    out.push('|');
+    out.push_str(&name.to_ascii_lowercase());
+    out.push('=');
+    let mut values = values.peekable();
+    if values.peek().is_none() {
+        out.push('~');
+    }
+    for (i, value) in values.enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let bytes = match value {
+            Value::Owned(text) => {
+                let _ = key::encode_value(&text, out);
+                continue;
+            }
+            Value::Text(bytes) => match std::str::from_utf8(bytes) {
+                Ok(text) => {
+                    let _ = key::encode_value(text, out);
+                    continue;
+                }
+                Err(_) => bytes,
+            },
+            Value::Raw(bytes) => bytes,
+        };
+        out.push('#');
+        for b in bytes {
+            let _ = write!(out, "{b:02x}");
+        }
+    }
 }
 
 /// Percent-escapes `%`, `|`, bytes outside printable ASCII and, in a host, `/`.
@@ -175,7 +226,7 @@ mod tests {
         key::view(
             1,
             "app::page",
-            &request_key(&request(uri, headers), vary).unwrap(),
+            &request_key(&request(uri, headers), vary, false).unwrap(),
         )
     }
 
@@ -236,6 +287,37 @@ mod tests {
         );
     }
 
+    fn trusted(headers: &[(&str, &[u8])]) -> String {
+        request_key::<&str>(&request("/", headers), &[], true).unwrap()
+    }
+
+    #[test]
+    fn trusted_forwarded_headers_are_keyed() {
+        let plain = trusted(&[("host", b"h")]);
+        assert_eq!(
+            plain,
+            "GET:http://h/|x-forwarded-host=~|x-forwarded-proto=~|x-forwarded-port=~\
+             |x-forwarded-prefix=~|forwarded=~"
+        );
+        let evil = trusted(&[("host", b"h"), ("x-forwarded-host", b"evil.test")]);
+        assert!(evil.contains("|x-forwarded-host=evil.test|"), "{evil}");
+        let fwd = trusted(&[("forwarded", b"for=1.2.3.4;host=a.test;proto=https")]);
+        assert!(
+            fwd.ends_with("|forwarded=host%3Da.test;proto%3Dhttps"),
+            "{fwd}"
+        );
+        // The client's address is not keyed: every client shares the entry.
+        assert_eq!(
+            fwd,
+            trusted(&[("forwarded", b"for=5.6.7.8;host=a.test;proto=https")])
+        );
+        assert_ne!(fwd, trusted(&[("forwarded", b"host=a.test")]));
+        // A line that does not parse is keyed by its bytes, apart from any parsed one.
+        let raw = trusted(&[("forwarded", b"host=a\"")]);
+        assert!(raw.ends_with("|forwarded=#686f73743d6122"), "{raw}");
+        assert_ne!(raw, trusted(&[("forwarded", br#"host="a\"""#)]));
+    }
+
     #[test]
     fn non_utf8_values_are_hex() {
         let k = key("/", &[("x-a", &[0xe9])], &["x-a"]);
@@ -254,6 +336,6 @@ mod tests {
     #[test]
     fn asterisk_form_is_not_cacheable() {
         let req = ViewRequest::new(Method::GET, "*".parse().unwrap(), HeaderMap::new());
-        assert_eq!(request_key::<&str>(&req, &[]), None);
+        assert_eq!(request_key::<&str>(&req, &[], false), None);
     }
 }

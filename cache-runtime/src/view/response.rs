@@ -10,19 +10,21 @@ use http_body::Body;
 use sha2::{Digest, Sha256};
 
 use super::body::ViewBody;
+use super::freshness;
 use super::request::varies_on;
 use crate::envelope::{Kind, Opened};
 
 /// The envelope's codec id of a stored response: its own layout (see [`write_payload`]).
 pub(crate) const RESPONSE_CODEC: u8 = 0;
 
-/// Why a response is not stored, or `Ok` when its head allows storing.
+/// Why a response is not stored, or `Ok` with the lifetime its own headers give it in a
+/// shared cache (`None`: the view's `ttl`), see [`freshness`].
 pub(crate) fn storable<V: AsRef<str>>(
     status: StatusCode,
     headers: &HeaderMap,
     statuses: &[u16],
     vary: &[V],
-) -> Result<(), &'static str> {
+) -> Result<Option<Duration>, &'static str> {
     let allowed = if statuses.is_empty() {
         status == StatusCode::OK
     } else {
@@ -34,20 +36,7 @@ pub(crate) fn storable<V: AsRef<str>>(
     if headers.contains_key(header::SET_COOKIE) {
         return Err("Set-Cookie");
     }
-    for value in headers.get_all(header::CACHE_CONTROL) {
-        let Ok(value) = value.to_str() else {
-            return Err("unreadable Cache-Control");
-        };
-        for directive in value.split(',') {
-            let name = directive.split('=').next().unwrap_or("").trim();
-            if ["private", "no-store", "no-cache"]
-                .iter()
-                .any(|d| name.eq_ignore_ascii_case(d))
-            {
-                return Err("Cache-Control private, no-store or no-cache");
-            }
-        }
-    }
+    let lifetime = freshness::shared_lifetime(headers, SystemTime::now())?;
     for value in headers.get_all(header::VARY) {
         let Ok(value) = value.to_str() else {
             return Err("unreadable Vary");
@@ -61,7 +50,7 @@ pub(crate) fn storable<V: AsRef<str>>(
             }
         }
     }
-    Ok(())
+    Ok(lifetime)
 }
 
 /// Adds what every stored response carries: a strong `ETag` (SHA-256 of the body, unless
@@ -276,7 +265,13 @@ pub(crate) fn add_freshness(headers: &mut HeaderMap, filled_at: SystemTime, ttl:
     if has_max_age || headers.contains_key(header::EXPIRES) {
         return;
     }
-    let expires = filled_at + ttl;
+    // Whatever the stored header says (foreign bytes, a huge setting), what is sent stays
+    // within what HTTP expresses: max-age at most 2^31 (RFC 9111 §1.2.2), an HTTP date
+    // within the year 9999 (`httpdate` panics past it).
+    let ttl = ttl.min(Duration::from_secs(1 << 31));
+    let expires = filled_at
+        .checked_add(ttl)
+        .filter(|at| *at <= last_http_date());
     let existing: Vec<&str> = headers
         .get_all(header::CACHE_CONTROL)
         .iter()
@@ -292,7 +287,9 @@ pub(crate) fn add_freshness(headers: &mut HeaderMap, filled_at: SystemTime, ttl:
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(header::CACHE_CONTROL, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(expires)) {
+    if let Some(expires) = expires
+        && let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(expires))
+    {
         headers.insert(header::EXPIRES, value);
     }
 }
@@ -324,6 +321,11 @@ pub(crate) fn add_stale(headers: &mut HeaderMap, stale: Duration) {
     if let Ok(value) = HeaderValue::from_str(&value) {
         headers.insert(header::CACHE_CONTROL, value);
     }
+}
+
+/// 9999-12-31T23:59:59Z, the last instant an HTTP date can name.
+fn last_http_date() -> SystemTime {
+    std::time::UNIX_EPOCH + Duration::from_secs(253_402_300_799)
 }
 
 /// Whether the request's `If-None-Match` matches `etag` by the weak comparison
@@ -411,7 +413,7 @@ mod tests {
         map
     }
 
-    fn ok(pairs: &[(&str, &str)], vary: &[&str]) -> Result<(), &'static str> {
+    fn ok(pairs: &[(&str, &str)], vary: &[&str]) -> Result<Option<Duration>, &'static str> {
         storable(StatusCode::OK, &headers(pairs), &[], vary)
     }
 
@@ -500,6 +502,30 @@ mod tests {
         let mut h = headers(&[("expires", "Thu, 01 Jan 1970 00:00:00 GMT")]);
         add_freshness(&mut h, filled, Duration::from_secs(60));
         assert!(!h.contains_key(header::CACHE_CONTROL));
+    }
+
+    #[test]
+    fn freshness_of_hostile_times_never_panics() {
+        let far = UNIX_EPOCH + Duration::from_millis(u64::MAX);
+        for (filled, ttl) in [
+            (UNIX_EPOCH, Duration::MAX),
+            (far, Duration::from_millis(u64::MAX)),
+            (
+                SystemTime::now(),
+                Duration::from_secs(300 * 365 * 86_400 * 30),
+            ),
+            (last_http_date(), Duration::from_secs(1)),
+        ] {
+            let mut h = HeaderMap::new();
+            add_freshness(&mut h, filled, ttl);
+            let max_age: u64 = h[header::CACHE_CONTROL].to_str().unwrap()[8..]
+                .parse()
+                .unwrap();
+            assert!(max_age <= 1 << 31);
+            if let Some(expires) = h.get(header::EXPIRES) {
+                httpdate::parse_http_date(expires.to_str().unwrap()).unwrap();
+            }
+        }
     }
 
     fn stored(status: StatusCode, h: &HeaderMap, body: &'static [u8], ttl: Duration) -> Opened {
