@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use crate::cache::Cache;
 use crate::deps::{self, Dep, Unstorable};
@@ -97,8 +98,15 @@ pub(crate) fn run<F: Filler>(
         let body = Box::pin(body);
         let joined = Instant::now();
         match plan.cache.inner.flights.join(&plan.key) {
-            Join::Leader(leader) => lead(&plan, &filler, leader, body).await,
+            Join::Leader(leader) => {
+                lead(&plan, &filler, leader, body)
+                    .instrument(
+                        tracing::debug_span!("cache.fill", name = plan.name, key = %plan.key),
+                    )
+                    .await
+            }
             Join::Follower(slot) => {
+                plan.cache.observed_wait(plan.name);
                 if let Some(shared) = flight::wait(slot).await
                     && let Some(answer) = follow(&plan, &filler, &shared, joined).await
                 {
@@ -119,8 +127,12 @@ pub(crate) async fn cached_answer<F: Filler>(
     plan: &Plan,
     filler: &F,
 ) -> crate::Result<Option<F::Answer>> {
+    let started = Instant::now();
     Ok(match lookup(plan).await? {
-        Some(value) => serve(plan, filler, &value),
+        Some(value) => serve(plan, filler, &value).inspect(|_| {
+            plan.cache
+                .observed_hit(plan.name, started, value.stored_len)
+        }),
         None => None,
     })
 }
@@ -198,6 +210,7 @@ async fn lead<F: Filler>(
             tracing::debug!(key = %key, name, reason = why.reason(), "cache: value not stored");
         }
     }
+    cache.observed_fill(name, since.elapsed());
     if leader.followed()
         && let Some(value) = envelope::open(bytes, usize::MAX)
     {

@@ -28,6 +28,7 @@
 //! [`Stats`]. Users bump `version` in the attribute to invalidate.
 #![warn(missing_docs)]
 
+pub mod admin;
 mod backend;
 mod breaker;
 mod cache;
@@ -35,6 +36,7 @@ pub mod codec;
 mod deps;
 mod envelope;
 mod error;
+mod events;
 mod fill;
 mod flight;
 #[cfg(feature = "fuzz")]
@@ -42,6 +44,7 @@ mod flight;
 pub mod fuzz;
 mod invalidate;
 pub mod key;
+mod observe;
 mod query;
 mod schema;
 mod stats;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moka::Expiry;
 
-use super::Backend;
+use super::{Backend, KeyInfo, ScanPage};
 use crate::error::Result;
 
 /// Fixed per-entry cost added to key and value sizes when weighing an entry.
@@ -20,6 +20,18 @@ const ENTRY_OVERHEAD: usize = 64;
 struct Entry {
     value: Bytes,
     ttl: Option<Duration>,
+    /// When it was written, for [`Backend::scan`]'s time to live.
+    written: Instant,
+}
+
+impl Entry {
+    fn new(value: Bytes, ttl: Option<Duration>) -> Entry {
+        Entry {
+            value,
+            ttl,
+            written: Instant::now(),
+        }
+    }
 }
 
 struct PerEntryTtl;
@@ -74,7 +86,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn set(&self, key: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        self.entries.insert(key, Entry { value, ttl });
+        self.entries.insert(key, Entry::new(value, ttl));
         Ok(())
     }
 
@@ -88,7 +100,7 @@ impl Backend for MemoryBackend {
                 let entry = self
                     .entries
                     .entry(key)
-                    .or_insert_with(|| Entry { value, ttl });
+                    .or_insert_with(|| Entry::new(value, ttl));
                 Some(entry.into_value().value)
             })
             .collect())
@@ -102,7 +114,7 @@ impl Backend for MemoryBackend {
         delete: Option<String>,
     ) -> Result<()> {
         // The counter first: a reader that still finds the entry then sees the new counter.
-        self.entries.insert(key, Entry { value, ttl });
+        self.entries.insert(key, Entry::new(value, ttl));
         if let Some(delete) = delete {
             self.entries.remove(&delete);
         }
@@ -125,6 +137,36 @@ impl Backend for MemoryBackend {
             removed += u64::from(self.entries.remove(key.as_str()).is_some());
         }
         Ok(removed)
+    }
+
+    /// Every matching key in one page (the store is in this process: no round trips to
+    /// bound).
+    async fn scan(
+        &self,
+        prefix: String,
+        contains: String,
+        _cursor: u64,
+        _count: usize,
+    ) -> Result<ScanPage> {
+        let now = Instant::now();
+        let keys = self
+            .entries
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix(&prefix)
+                    .is_some_and(|rest| rest.contains(&contains))
+            })
+            .map(|(k, e)| KeyInfo {
+                key: k.as_ref().clone(),
+                size: e.value.len() as u64,
+                ttl: e.ttl.map(|ttl| ttl.saturating_sub(now - e.written)),
+            })
+            .collect();
+        Ok(ScanPage { cursor: 0, keys })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
     }
 }
 

@@ -9,7 +9,8 @@
 //!
 //! Only plain commands, no scripts: `MGET` (a hit: the entry and its generations, read at
 //! one instant), `SET` (`NX` to create a generation), `GET`, `MULTI`/`SET`/`UNLINK`/`EXEC`
-//! (an invalidation), `SCAN` + `UNLINK` (clearing a prefix), `PING`.
+//! (an invalidation), `SCAN` + `UNLINK` (clearing a prefix), `PING`; for tools listing keys
+//! (`cachectl`, the dashboard), `SCAN` + `STRLEN` and `PTTL`.
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,7 +18,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Backend, io};
+use super::{Backend, KeyInfo, ScanPage, io};
 use crate::error::{Error, ErrorKind, Result};
 
 /// A Redis server reached through one multiplexed, self-reconnecting connection.
@@ -90,13 +91,27 @@ impl RedisBackend {
 /// Escapes glob characters so a key prefix matches only itself in `SCAN MATCH`.
 fn glob_escape(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
+    push_escaped(&mut out, prefix);
+    out.push('*');
+    out
+}
+
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
             out.push('\\');
         }
         out.push(c);
     }
-    out.push('*');
+}
+
+/// `SCAN MATCH` pattern of the keys starting with `prefix` and holding `contains` after it.
+fn glob_containing(prefix: &str, contains: &str) -> String {
+    let mut out = glob_escape(prefix);
+    if !contains.is_empty() {
+        push_escaped(&mut out, contains);
+        out.push('*');
+    }
     out
 }
 
@@ -223,10 +238,70 @@ impl Backend for RedisBackend {
             cursor = next;
         }
     }
+
+    async fn scan(
+        &self,
+        prefix: String,
+        contains: String,
+        cursor: u64,
+        count: usize,
+    ) -> Result<ScanPage> {
+        let pattern = &glob_containing(&prefix, &contains);
+        let (next, keys): (u64, Vec<String>) = self
+            .run("SCAN", |mut c| async move {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if keys.is_empty() {
+            return Ok(ScanPage {
+                cursor: next,
+                keys: Vec::new(),
+            });
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("STRLEN").arg(key).cmd("PTTL").arg(key);
+        }
+        let pipe = &pipe;
+        let sizes: Vec<i64> = self
+            .run("STRLEN + PTTL", |mut c| async move {
+                pipe.query_async(&mut c).await
+            })
+            .await?;
+        let keys = keys
+            .into_iter()
+            .zip(sizes.chunks_exact(2))
+            // PTTL -2: the key expired since SCAN saw it.
+            .filter(|(_, pair)| pair[1] != -2)
+            .map(|(key, pair)| KeyInfo {
+                key,
+                size: pair[0].max(0) as u64,
+                ttl: u64::try_from(pair[1]).ok().map(Duration::from_millis),
+            })
+            .collect();
+        Ok(ScanPage { cursor: next, keys })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        RedisBackend::ping(self).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn scan_patterns_escape_both_parts() {
+        assert_eq!(super::glob_containing("app:", ""), "app:*");
+        assert_eq!(super::glob_containing("app:", "a*b"), "app:*a\\*b*");
+    }
+
     #[test]
     fn glob_characters_are_escaped() {
         assert_eq!(

@@ -147,6 +147,7 @@ impl CacheBuilder {
         let cache = Cache {
             inner: Arc::new(Inner {
                 backend,
+                location: without_password(&self.url),
                 layout: Layout::new(&self.prefix),
                 prefix: self.prefix,
                 hints,
@@ -157,10 +158,22 @@ impl CacheBuilder {
                 counters: Counters::default(),
                 flights: Flights::default(),
                 breaker: Breaker::new(self.breaker_threshold, self.breaker_cool_down),
+                events: std::sync::OnceLock::new(),
             }),
         };
         cache.warm_up();
         Ok(cache)
+    }
+}
+
+/// `url` with its password, if any, replaced by `***`.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -296,6 +309,15 @@ mod tests {
                 .await
                 .contains("`tls` feature")
         );
+    }
+
+    #[test]
+    fn locations_hide_passwords() {
+        assert_eq!(
+            without_password("redis://app:s3cret@h:6379/0"),
+            "redis://app:***@h:6379/0"
+        );
+        assert_eq!(without_password("memory://"), "memory://");
     }
 
     #[tokio::test]

@@ -97,6 +97,7 @@ pub use request::ViewRequest;
 
 use request::{request_key, varies_on};
 use response::Entry;
+pub(crate) use response::Entry as StoredResponse;
 
 /// Invalidates every cached response of one view handler (all URLs, all `vary` values,
 /// every `version`) in one write. `function` is the handler's path: `module_path!()`, `::`,
