@@ -199,9 +199,11 @@ pub struct StoredKey {
 
 /// Reads every key under the cache's prefix whose key contains `contains`, page by page
 /// (`SCAN`, never `KEYS`), calling `progress` after each page.
+/// Stops after the page that reaches `limit` keys seen.
 async fn scan(
     cache: &Cache,
     contains: &str,
+    limit: u64,
     mut keep: impl FnMut(&StoredKey) -> bool,
     mut progress: impl FnMut(Progress),
 ) -> Result<Vec<StoredKey>> {
@@ -241,7 +243,7 @@ async fn scan(
         }
         at.kept = kept.len() as u64;
         progress(at);
-        if page.cursor == 0 {
+        if page.cursor == 0 || at.seen >= limit {
             kept.sort_by(|a, b| a.key.cmp(&b.key));
             return Ok(kept);
         }
@@ -269,7 +271,7 @@ pub async fn keys(
 ) -> Result<Vec<StoredKey>> {
     let keep =
         |key: &StoredKey| matches!(&key.holds, Holds::Value(n) | Holds::View(n) if n == name);
-    scan(cache, name, keep, progress).await
+    scan(cache, name, u64::MAX, keep, progress).await
 }
 
 /// What is stored under a cache's prefix, per name.
@@ -282,6 +284,9 @@ pub struct Summary {
     pub generations: Usage,
     /// Other keys under the prefix.
     pub other: Usage,
+    /// Whether every key under the prefix was counted (a dashboard counts the first
+    /// 100,000 or so).
+    pub complete: bool,
 }
 
 /// A number of keys and their bytes.
@@ -314,10 +319,22 @@ impl Usage {
 /// # }).unwrap();
 /// ```
 pub async fn summary(cache: &Cache, progress: impl FnMut(Progress)) -> Result<Summary> {
+    summary_of_first(cache, u64::MAX, progress).await
+}
+
+/// [`summary`] of the first `limit` keys or so (the `SCAN` page that reaches it is the last
+/// read); [`Summary::complete`] says whether that was all.
+pub(crate) async fn summary_of_first(
+    cache: &Cache,
+    limit: u64,
+    mut progress: impl FnMut(Progress),
+) -> Result<Summary> {
     let mut summary = Summary::default();
+    let mut seen = 0;
     scan(
         cache,
         "",
+        limit,
         |key| {
             match &key.holds {
                 Holds::Value(name) => summary.names.entry(name.clone()).or_default(),
@@ -328,9 +345,13 @@ pub async fn summary(cache: &Cache, progress: impl FnMut(Progress)) -> Result<Su
             .add(key.size);
             false
         },
-        progress,
+        |at| {
+            seen = at.seen;
+            progress(at);
+        },
     )
     .await?;
+    summary.complete = seen < limit;
     Ok(summary)
 }
 

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::key::Stored;
 use crate::stats::Event;
 
 /// Length of one slot.
@@ -133,6 +134,19 @@ pub(crate) struct Recorder {
     names: RwLock<HashMap<&'static str, Series>>,
     invalidations: Mutex<VecDeque<Invalidation>>,
     incidents: Mutex<VecDeque<Incident>>,
+    /// What each name's keys look like, learnt from its writes.
+    shapes: RwLock<HashMap<&'static str, Shape>>,
+}
+
+/// What the values of one name are, and the name their keys carry (see
+/// [`crate::key::Layout::read`]): a query with a `key` template is stored under the
+/// template's head, not its function path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Responses of a view (or layer), not query values.
+    pub(crate) view: bool,
+    /// The name in its keys.
+    pub(crate) key_name: String,
 }
 
 fn bucket(latency: Duration) -> usize {
@@ -153,7 +167,36 @@ impl Recorder {
             names: RwLock::new(HashMap::new()),
             invalidations: Mutex::new(VecDeque::new()),
             incidents: Mutex::new(VecDeque::new()),
+            shapes: RwLock::new(HashMap::new()),
         }
+    }
+
+    /// Remembers what a value written for `name` under `stored` looks like.
+    pub(crate) fn learn(&self, name: &'static str, stored: Option<Stored<'_>>) {
+        let (view, key_name) = match stored {
+            Some(Stored::Value(n)) => (false, n),
+            Some(Stored::View(n)) => (true, n),
+            _ => return,
+        };
+        let known = self.shapes.read().unwrap_or_else(|e| e.into_inner());
+        if known.get(name).is_some_and(|s| s.key_name == key_name) || known.len() >= MAX_NAMES {
+            return;
+        }
+        drop(known);
+        let shape = Shape {
+            view,
+            key_name: key_name.to_owned(),
+        };
+        self.shapes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, shape);
+    }
+
+    /// What the values of `name` look like, once one was written here.
+    pub(crate) fn shape(&self, name: &str) -> Option<Shape> {
+        let shapes = self.shapes.read().unwrap_or_else(|e| e.into_inner());
+        shapes.get(name).cloned()
     }
 
     fn now_slot(&self) -> u64 {

@@ -33,6 +33,8 @@ mod backend;
 mod breaker;
 mod cache;
 pub mod codec;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod deps;
 mod envelope;
 mod error;

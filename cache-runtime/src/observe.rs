@@ -83,13 +83,14 @@ impl Cache {
         }
     }
 
-    /// A value of `bytes` written for `name`.
-    pub(crate) fn observed_write(&self, name: &'static str, bytes: usize) {
+    /// A value of `bytes` written for `name` under `key`.
+    pub(crate) fn observed_write(&self, name: &'static str, key: &str, bytes: usize) {
         self.inner.counters.wrote_bytes(bytes);
         metrics::histogram!(VALUE_BYTES, "name" => name).record(bytes as f64);
         metrics::counter!(WRITTEN_BYTES, "name" => name).increment(bytes as u64);
         if let Some(recorder) = self.recording() {
             recorder.add(name, Count::BytesWritten, bytes as u64);
+            recorder.learn(name, self.inner.layout.read(key));
         }
     }
 

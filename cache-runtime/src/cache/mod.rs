@@ -157,7 +157,7 @@ impl Cache {
             .is_ok()
         {
             self.count(Event::Fill, name);
-            self.observed_write(name, len);
+            self.observed_write(name, &log_key, len);
         }
     }
 
