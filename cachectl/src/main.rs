@@ -192,7 +192,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 let _ = writeln!(out, "{:>10} {size:>10}  {key}", ttl_text(*ttl));
             }
             let bytes: u64 = keys.iter().map(|k| k.size).sum();
-            let _ = writeln!(out, "{} entries, {bytes} bytes", keys.len());
+            let entries = if keys.len() == 1 { "entry" } else { "entries" };
+            let _ = writeln!(out, "{} {entries}, {bytes} bytes", keys.len());
             if keys.is_empty() {
                 eprintln!(
                     "cachectl: no entries named `{name}` (a query with a `key` template is stored under the template's head; `cachectl stats` lists the names)"

@@ -62,8 +62,15 @@ struct Dashboard {
     cache: Cache,
     /// Proves a `POST` came from the page: random, made when the router is built.
     token: String,
-    /// The last count of stored sizes: when, and what (or why it failed).
-    scan: tokio::sync::Mutex<Option<(Instant, SystemTime, Result<Summary, String>)>>,
+    /// The last count of stored sizes.
+    scan: tokio::sync::Mutex<Option<Scan>>,
+}
+
+/// A count of stored sizes: when, and what (or why it failed).
+struct Scan {
+    at: Instant,
+    wall: SystemTime,
+    summary: Result<Summary, String>,
 }
 
 /// The dashboard of `cache`: `GET /` (the page), `GET /panel` (its live part), `POST
@@ -206,16 +213,20 @@ impl Dashboard {
     /// [`SCAN_EVERY`].
     async fn stored(&self) -> (SystemTime, Result<Summary, String>) {
         let mut scan = self.scan.lock().await;
-        if let Some((at, wall, summary)) = &*scan
-            && at.elapsed() < SCAN_EVERY
+        if let Some(last) = &*scan
+            && last.at.elapsed() < SCAN_EVERY
         {
-            return (*wall, summary.clone());
+            return (last.wall, last.summary.clone());
         }
         let summary = admin::summary_of_first(&self.cache, SCAN_LIMIT, |_| {})
             .await
             .map_err(|e| e.to_string());
         let wall = SystemTime::now();
-        *scan = Some((Instant::now(), wall, summary.clone()));
+        *scan = Some(Scan {
+            at: Instant::now(),
+            wall,
+            summary: summary.clone(),
+        });
         (wall, summary)
     }
 

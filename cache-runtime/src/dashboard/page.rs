@@ -340,7 +340,7 @@ body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0
 header{background:#1d232b;color:#fff;padding:12px 24px;display:flex;gap:24px;align-items:baseline;flex-wrap:wrap}
 header h1{font-size:18px;margin:0}header .meta{color:#b8c0cc}header a{color:#9cc3ff}
 main{padding:16px 24px;max-width:1400px}
-section{background:#fff;border:1px solid #e3e6ea;border-radius:8px;padding:12px 16px;margin-bottom:16px}
+section{background:#fff;border:1px solid #e3e6ea;border-radius:8px;padding:12px 16px;margin-bottom:16px;overflow-x:auto}
 h2{font-size:15px;margin:0 0 8px}
 .tiles{display:grid;grid-template-columns:repeat(auto-fit,minmax(150px,1fr));gap:8px}
 .tile .value{font-size:24px;font-weight:600}.tile .label{color:#5b6470;font-size:12px}
