@@ -26,6 +26,11 @@
 //! ([`codec`]), the `memory://` and `redis://` backends, per-process single-flight,
 //! timeouts and a circuit breaker (a failing cache is a miss, never an error), and
 //! [`Stats`]. Users bump `version` in the attribute to invalidate.
+//!
+//! Operating a cache: metrics (latency histograms, bytes, counters by query or view name)
+//! through the `metrics` facade and spans through `tracing` (see `docs/OPERATIONS.md`),
+//! [`admin`] (invalidate by name, list keys, read one value: what `cachectl` runs), and a
+//! live dashboard (`dashboard`, feature `dashboard`).
 #![warn(missing_docs)]
 
 pub mod admin;
