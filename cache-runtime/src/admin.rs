@@ -51,6 +51,7 @@ use crate::key::{Stored, generation};
 /// Keys asked for per `SCAN` page.
 const SCAN_COUNT: usize = 1000;
 /// Most bytes of a response body [`get`] shows.
+#[cfg(feature = "view")]
 const BODY_SHOWN: usize = 64 * 1024;
 
 /// What to invalidate.
