@@ -69,9 +69,10 @@ impl Breaker {
         }
     }
 
-    pub(crate) fn failure(&self) {
+    /// Counts a failure; true when it opened (or re-opened) the breaker.
+    pub(crate) fn failure(&self) -> bool {
         if self.threshold == 0 {
-            return;
+            return false;
         }
         let failures = self.failures.fetch_add(1, Relaxed).saturating_add(1);
         if failures >= self.threshold {
@@ -79,7 +80,14 @@ impl Breaker {
             let until = self.now_ms().saturating_add(self.cool_down_ms);
             self.open_until_ms.store(until, Relaxed);
             self.failures.store(self.threshold - 1, Relaxed);
+            return true;
         }
+        false
+    }
+
+    /// The cool-down an opening starts.
+    pub(crate) fn cool_down(&self) -> Duration {
+        Duration::from_millis(self.cool_down_ms)
     }
 }
 
@@ -93,9 +101,9 @@ mod tests {
         let b = Breaker::new(3, Duration::from_millis(50));
         assert!(b.allow());
         b.failure();
-        b.failure();
+        assert!(!b.failure());
         assert!(b.allow(), "two failures are below the threshold");
-        b.failure();
+        assert!(b.failure(), "the third failure opens it");
         assert!(!b.allow(), "open after three");
         std::thread::sleep(Duration::from_millis(60));
         assert!(b.allow(), "a probe goes through after the cool-down");

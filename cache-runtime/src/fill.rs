@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use crate::backend::Backend;
 use crate::cache::Cache;
@@ -106,13 +107,14 @@ pub(crate) fn run<F: Filler>(
             deps::taint();
             return filler.pass(Box::pin(body).await);
         };
+        let started = Instant::now();
         let found = lookup(&plan, Count::Yes).await.ok().flatten();
         // Which fill this call saw, if any: waiting for another process's fill means waiting
         // for another one.
         let seen = found.as_ref().map(|value| value.header.filled_at_ms);
         let old = match found {
             Some(value) => match plan.freshness.state(&value.header, envelope::now_ms()) {
-                Some(State::Fresh) => match serve(&plan, &filler, &value) {
+                Some(State::Fresh) => match serve(&plan, &filler, &value, started) {
                     Some(answer) => return answer,
                     None => None,
                 },
@@ -123,12 +125,19 @@ pub(crate) fn run<F: Filler>(
         };
         let body = Box::pin(body);
         if let Some((value, state)) = old {
-            return refresh(&plan, &filler, value, state, body).await;
+            return refresh(&plan, &filler, value, state, body, started).await;
         }
         let joined = Instant::now();
         match plan.cache.inner.flights.join(&plan.key) {
-            Join::Leader(leader) => fill(&plan, &filler, leader, body, seen).await,
+            Join::Leader(leader) => {
+                fill(&plan, &filler, leader, body, seen)
+                    .instrument(
+                        tracing::debug_span!("cache.fill", name = plan.name, key = %plan.key),
+                    )
+                    .await
+            }
             Join::Follower(slot) => {
+                plan.cache.observed_wait(plan.name);
                 if let Some(shared) = flight::wait(slot).await
                     && let Some(answer) = follow(&plan, &filler, &shared, joined).await
                 {
@@ -177,7 +186,7 @@ async fn fill<F: Filler>(
             Take::Held => lease::wait(&plan.cache, &plan.key, plan.name, poll).await,
         };
         match found {
-            Ok((value, since)) => match serve(plan, filler, &value) {
+            Ok((value, since)) => match serve(plan, filler, &value, since) {
                 Some(answer) => {
                     leader.publish(Shared {
                         value,
@@ -208,12 +217,13 @@ async fn refresh<F: Filler>(
     old: Opened,
     state: State,
     body: impl Future<Output = F::Out>,
+    started: Instant,
 ) -> F::Answer {
     let served = |plan: &Plan| {
         if state == State::Stale {
             plan.cache.count(Event::ServedStale, plan.name);
         }
-        serve(plan, filler, &old)
+        serve(plan, filler, &old, started)
     };
     let Some(leader) = plan.cache.inner.flights.try_lead(&plan.key) else {
         // Being refreshed in this process already.
@@ -253,6 +263,7 @@ pub(crate) async fn cached_answer<F: Filler>(
     plan: &Plan,
     filler: &F,
 ) -> crate::Result<Option<F::Answer>> {
+    let started = Instant::now();
     let Some(value) = lookup(plan, Count::Yes).await? else {
         return Ok(None);
     };
@@ -262,7 +273,7 @@ pub(crate) async fn cached_answer<F: Filler>(
                 if state == State::Stale {
                     plan.cache.count(Event::ServedStale, plan.name);
                 }
-                serve(plan, filler, &value)
+                serve(plan, filler, &value, started)
             }
             None => None,
         },
@@ -271,7 +282,12 @@ pub(crate) async fn cached_answer<F: Filler>(
 
 /// The answer from a value found by [`lookup`], counted as a hit; its dependencies go to
 /// the fill this call runs inside. `None` (counted) when the filler cannot read it.
-fn serve<F: Filler>(plan: &Plan, filler: &F, value: &Opened) -> Option<F::Answer> {
+fn serve<F: Filler>(
+    plan: &Plan,
+    filler: &F,
+    value: &Opened,
+    started: Instant,
+) -> Option<F::Answer> {
     let Some(answer) = filler.answer(value) else {
         plan.cache.count(Event::DecodeError, plan.name);
         tracing::warn!(key = %plan.key, name = plan.name, "cache: stored value is not readable; recomputing");
@@ -283,6 +299,8 @@ fn serve<F: Filler>(plan: &Plan, filler: &F, value: &Opened) -> Option<F::Answer
         deps::record(value.deps());
     }
     tracing::debug!(key = %plan.key, name = plan.name, "cache hit");
+    plan.cache
+        .observed_hit(plan.name, started, value.stored_len);
     Some(answer)
 }
 
@@ -363,6 +381,7 @@ async fn lead<F: Filler>(
             tracing::debug!(key = %key, name, reason = why.reason(), "cache: value not stored");
         }
     }
+    cache.observed_fill(name, since.elapsed());
     if leader.followed()
         && let Some(value) = envelope::open(bytes, usize::MAX)
     {

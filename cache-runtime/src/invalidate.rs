@@ -5,7 +5,7 @@
 //! (`q:{function}`), its own entry (`e:{key}`), each of its tags (`t:{tag}`), for responses
 //! their view (`v:{function}`) and path (`p:{function}:{path}`), and everything the cached
 //! values its body read recorded (see [`crate::deps`]). The names are built in
-//! [`crate::key::gen`].
+//! [`crate::key::generation`].
 //!
 //! A read compares the recorded generations with the current ones in the same `MGET` as
 //! the value itself; any difference, or a counter that is gone, makes the value stale: a
@@ -15,31 +15,59 @@
 //! generation and is never served; and a lost counter (evicted, Redis restarted) is
 //! recreated with a value no old entry recorded.
 
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tracing::Instrument;
 
 use crate::backend::Backend;
 use crate::cache::Cache;
 use crate::error::{Error, Result};
+use crate::events::Site;
 use crate::key::generation;
 
 impl Cache {
     /// Replaces generation `name` when it exists, keeping its expiry (and removes `entry`, a
-    /// stored key, in the same atomic step). A counter that does not exist is left so:
-    /// every value that recorded it is stale already, and the next fill creates it with a
-    /// new random value. So invalidations never create keys; fills create every counter,
-    /// with the lifetime of the values that record it (see [`counter_ttl`]).
+    /// stored key, in the same atomic step), for a generated companion (`{fn}_invalidate`,
+    /// `{fn}_invalidate_all`, a view's) or a function of [`crate::view`]. A counter that does
+    /// not exist is left so: every value that recorded it is stale already, and the next fill
+    /// creates it with a new random value. So invalidations never create keys; fills create
+    /// every counter, with the lifetime of the values that record it (see [`counter_ttl`]).
     pub(crate) async fn bump(&self, name: &str, entry: Option<String>) -> Result<()> {
+        let site = match generation::kind(name) {
+            "query" => "a query's `_invalidate_all()`",
+            "entry" => "a query's `_invalidate(..)`",
+            "view" => "a view's `_invalidate_all()`",
+            _ => "a view's `_invalidate(path)`",
+        };
+        self.bump_from(name, entry, Site::Named(site)).await
+    }
+
+    /// [`Cache::bump`], asked for at `site`: timed, counted, logged in a `cache.invalidate`
+    /// span and listed on the dashboard.
+    pub(crate) async fn bump_from(
+        &self,
+        name: &str,
+        entry: Option<String>,
+        site: Site,
+    ) -> Result<()> {
         let value = Bytes::copy_from_slice(&rand::random::<u64>().to_le_bytes());
         let key = self.inner.layout.generation(name);
+        let started = Instant::now();
+        let span = tracing::info_span!("cache.invalidate", generation = name, site = %site);
         let result = self
             .inner
             .backend
             .replace_and_delete(key, value, entry)
+            .instrument(span.clone())
             .await;
-        if let Err(e) = &result {
-            tracing::error!(error = %e, generation = name, "cache: invalidation failed");
+        self.observed_invalidation(name, site, started.elapsed(), &result);
+        match &result {
+            Ok(()) => span.in_scope(|| tracing::debug!("cache invalidated")),
+            Err(e) => span.in_scope(
+                || tracing::error!(error = %e, generation = name, "cache: invalidation failed"),
+            ),
         }
         result.map_err(|e| Error::with_source(e.kind(), format!("invalidating `{name}` failed"), e))
     }
@@ -61,8 +89,13 @@ impl Cache {
     /// # Ok::<(), cache_runtime::Error>(())
     /// # }).unwrap();
     /// ```
-    pub async fn invalidate_tag(&self, tag: &str) -> Result<()> {
-        self.bump(&generation::tag(tag), None).await
+    #[track_caller]
+    pub fn invalidate_tag<'a>(
+        &'a self,
+        tag: &'a str,
+    ) -> impl Future<Output = Result<()>> + Send + 'a {
+        let site = Site::At(std::panic::Location::caller());
+        async move { self.bump_from(&generation::tag(tag), None, site).await }
     }
 
     /// Invalidates every value under this cache's prefix in one write (like bumping a
@@ -78,8 +111,10 @@ impl Cache {
     /// # Ok::<(), cache_runtime::Error>(())
     /// # }).unwrap();
     /// ```
-    pub async fn invalidate_all(&self) -> Result<()> {
-        self.bump(generation::ALL, None).await
+    #[track_caller]
+    pub fn invalidate_all(&self) -> impl Future<Output = Result<()>> + Send + '_ {
+        let site = Site::At(std::panic::Location::caller());
+        async move { self.bump_from(generation::ALL, None, site).await }
     }
 }
 

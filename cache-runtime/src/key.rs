@@ -186,6 +186,63 @@ impl Layout {
     pub(crate) fn root(&self) -> &str {
         &self.root
     }
+
+    /// What a stored key of this cache holds, read back from its shape (for tools that list
+    /// keys: `cachectl`, the dashboard). `None` for keys of another prefix.
+    ///
+    /// | stored key | read as |
+    /// |---|---|
+    /// | `{prefix}:gen:{name}` | [`Stored::Generation`]`(name)` |
+    /// | `{prefix}:{version}:view:{function}:{request}` | [`Stored::View`]`(function)` |
+    /// | `{prefix}:{version}:{name}[:{args}]` | [`Stored::Value`]`(name)`: the function path, or a `key` template's head up to its first `:` |
+    /// | anything else under the prefix | [`Stored::Other`] |
+    pub(crate) fn read<'k>(&self, stored: &'k str) -> Option<Stored<'k>> {
+        let rest = stored.strip_prefix(self.root.as_str())?;
+        if let Some(name) = rest.strip_prefix("gen:") {
+            return Some(Stored::Generation(name));
+        }
+        let Some((version, logical)) = rest.split_once(':') else {
+            return Some(Stored::Other);
+        };
+        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
+            return Some(Stored::Other);
+        }
+        Some(match logical.strip_prefix("view:") {
+            Some(view) => Stored::View(head(view)),
+            None => Stored::Value(head(logical)),
+        })
+    }
+}
+
+/// What a stored key holds, by its shape (see [`Layout::read`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Stored<'k> {
+    /// A query's value (or a `Cache::set` value), by the name its key starts with.
+    Value(&'k str),
+    /// A view's response, by the view's function path (`layer` for a `CacheLayer`).
+    View(&'k str),
+    /// A generation counter, by its name (see [`generation`]).
+    Generation(&'k str),
+    /// Something else under the prefix.
+    Other,
+}
+
+/// The head of a logical name: up to its first `:` that is not half of a path's `::`
+/// (arguments never hold a `:`, it is escaped).
+fn head(logical: &str) -> &str {
+    let bytes = logical.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b':' {
+            if bytes.get(i + 1) == Some(&b':') {
+                i += 2;
+                continue;
+            }
+            return &logical[..i];
+        }
+        i += 1;
+    }
+    logical
 }
 
 /// The logical key of a `#[cached_query]` call: `{version}:{function}[:{arg},{arg}...]`, or
@@ -282,6 +339,22 @@ pub(crate) mod generation {
     #[cfg(feature = "view")]
     pub(crate) fn path(function: &str, path: &str) -> String {
         bound(format!("p:{function}:{path}"))
+    }
+
+    /// What a generation name invalidates, as a metric label: `all`, `query`, `entry`,
+    /// `tag`, `view`, `path` (`other` for a name not built here).
+    pub(crate) fn kind(name: &str) -> &'static str {
+        if name == ALL {
+            return "all";
+        }
+        match name.split_once(':').map(|(k, _)| k) {
+            Some("q") => "query",
+            Some("e") => "entry",
+            Some("t") => "tag",
+            Some("v") => "view",
+            Some("p") => "path",
+            _ => "other",
+        }
     }
 }
 
@@ -733,6 +806,39 @@ mod tests {
         assert_eq!(encode_args(&()).unwrap(), Vec::<String>::new());
         assert_eq!(encode_args(&(&1u32, &"a:b")).unwrap(), vec!["1", "a%3Ab"]);
         assert!(encode_args(&5u32).is_err());
+    }
+
+    #[test]
+    fn stored_keys_read_back_as_what_they_hold() {
+        let layout = Layout::new("app");
+        let value = layout.entry(&query(1, "app::users::get", None, &["7".into()]).unwrap());
+        assert_eq!(layout.read(&value), Some(Stored::Value("app::users::get")));
+        let templated = ["user:", ":posts"];
+        let logical = query(2, "f", Some(&templated[..]), &["a%3Ab".into()]).unwrap();
+        assert_eq!(
+            layout.read(&layout.entry(&logical)),
+            Some(Stored::Value("user"))
+        );
+        let plain = layout.entry(&plain("greeting"));
+        assert_eq!(layout.read(&plain), Some(Stored::Value("greeting")));
+        let counter = layout.generation(&generation::query("app::f"));
+        assert_eq!(layout.read(&counter), Some(Stored::Generation("q:app::f")));
+        assert_eq!(layout.read("other:1:x"), None);
+        assert_eq!(layout.read("app:x:y"), Some(Stored::Other));
+        #[cfg(feature = "view")]
+        {
+            let page = layout.entry(&view(1, "app::views::page", "GET:http://h/p?q=1"));
+            assert_eq!(layout.read(&page), Some(Stored::View("app::views::page")));
+        }
+    }
+
+    #[test]
+    fn generation_kinds() {
+        assert_eq!(generation::kind(generation::ALL), "all");
+        assert_eq!(generation::kind(&generation::query("a::b")), "query");
+        assert_eq!(generation::kind(&generation::entry("1:a")), "entry");
+        assert_eq!(generation::kind(&generation::tag("user:1")), "tag");
+        assert_eq!(generation::kind("zzz"), "other");
     }
 
     #[test]

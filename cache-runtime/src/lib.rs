@@ -26,15 +26,24 @@
 //! ([`codec`]), the `memory://` and `redis://` backends, per-process single-flight,
 //! timeouts and a circuit breaker (a failing cache is a miss, never an error), and
 //! [`Stats`]. Users bump `version` in the attribute to invalidate.
+//!
+//! Operating a cache: metrics (latency histograms, bytes, counters by query or view name)
+//! through the `metrics` facade and spans through `tracing` (see `docs/OPERATIONS.md`),
+//! [`admin`] (invalidate by name, list keys, read one value: what `cachectl` runs), and a
+//! live dashboard (`dashboard`, feature `dashboard`).
 #![warn(missing_docs)]
 
+pub mod admin;
 mod backend;
 mod breaker;
 mod cache;
 pub mod codec;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 mod deps;
 mod envelope;
 mod error;
+mod events;
 mod fill;
 mod flight;
 mod freshness;
@@ -44,6 +53,7 @@ pub mod fuzz;
 mod invalidate;
 pub mod key;
 mod lease;
+mod observe;
 mod query;
 mod schema;
 mod stats;

@@ -64,6 +64,8 @@ pub async fn open_database() -> anyhow::Result<SqlitePool> {
     Ok(db)
 }
 
+/// The app's routes, with the cache's dashboard at `/cache`. A real app mounts the
+/// dashboard behind its own authentication (an admin-only layer on the nested router).
 pub fn router(db: SqlitePool, cache: Cache) -> Router {
     Router::new()
         .route("/users", get(active_users_uncached))
@@ -71,6 +73,7 @@ pub fn router(db: SqlitePool, cache: Cache) -> Router {
         .route("/users/query", get(active_users_from_query))
         .route("/users/{id}/deactivate", post(deactivate))
         .route("/stats", get(stats))
+        .nest("/cache", cache_runtime::dashboard::router(cache.clone()))
         .with_state(AppState { db, cache })
 }
 

@@ -1,6 +1,7 @@
 //! The seed app, for real: an axum server over SQLite with three views of the active users:
 //! uncached, cached as a whole page (`#[cached_view]`), and built from a cached query
-//! (`#[cached_query]`), plus a deactivate endpoint that invalidates what it made stale.
+//! (`#[cached_query]`), plus a deactivate endpoint that invalidates what it made stale, the
+//! cache's dashboard at `/cache` and Prometheus metrics at `/metrics`.
 //!
 //! ```text
 //! cargo run --release --bin active_users                          # memory:// cache
@@ -10,6 +11,8 @@
 //! (default `memory://`), `DATABASE_URL` (default: a fresh SQLite file in the temp dir).
 
 mod app;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -27,6 +30,7 @@ async fn main() -> anyhow::Result<()> {
         .and_then(|p| p.parse().ok())
         .unwrap_or(3000);
 
+    let metrics = install_metrics()?;
     let cache = cache_runtime::Cache::builder(&cache_url)
         .prefix("active_users")
         .build()
@@ -45,6 +49,37 @@ async fn main() -> anyhow::Result<()> {
     println!("  curl http://{addr}/users/query    # #[cached_query(key = \"active_users\")]");
     println!("  curl -X POST http://{addr}/users/1/deactivate");
     println!("  curl http://{addr}/stats");
-    axum::serve(listener, app::router(db, cache)).await?;
+    println!("  curl http://{addr}/metrics        # Prometheus");
+    println!("  open http://{addr}/cache          # the cache's dashboard");
+    let routes = app::router(db, cache).route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(metrics.render())),
+    );
+    axum::serve(listener, routes).await?;
     Ok(())
+}
+
+/// The `metrics` facade's recorder for the whole process, rendered at `/metrics` in
+/// Prometheus's text format: the cache's latencies as histograms with buckets from 50 µs to
+/// 10 s, value sizes from 64 B to 4 MiB (see docs/OPERATIONS.md).
+fn install_metrics() -> anyhow::Result<PrometheusHandle> {
+    let seconds = [
+        0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+        1.0, 2.5, 10.0,
+    ];
+    let bytes = [
+        64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_duration_seconds".into()), &seconds)?
+        .set_buckets_for_metric(Matcher::Suffix("_bytes".into()), &bytes)?
+        .install_recorder()?;
+    let upkeep = handle.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            upkeep.run_upkeep();
+        }
+    });
+    Ok(handle)
 }

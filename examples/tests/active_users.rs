@@ -1,107 +1,10 @@
 //! End to end: the real `active_users` server, started as its own process on a free port,
 //! against the embedded cache and a private `redis-server`, driven by real HTTP requests.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+mod common;
 
 use cache_tests::RedisServer;
-
-/// The running example; killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    output: Arc<Mutex<Vec<String>>>,
-}
-
-impl Server {
-    fn start(cache_url: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_active_users"))
-            .env("PORT", "0")
-            .env("CACHE_URL", cache_url)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("the active_users binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let output = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
-        let lines = output.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let _ = tx.send(
-                        rest.split_whitespace()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    );
-                }
-                lines.lock().unwrap().push(line);
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("the server says where it listens");
-        Server {
-            child,
-            base,
-            output,
-        }
-    }
-
-    fn count(&self, needle: &str) -> usize {
-        self.output
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
-    }
-
-    /// Waits until the log holds `n` lines with `needle` (logs arrive through a pipe).
-    async fn wait_for(&self, needle: &str, n: usize) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.count(needle) < n {
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} × {needle:?} in {:#?}",
-                self.output.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn get(&self, path: &str) -> reqwest::Response {
-        let response = reqwest::get(format!("{}{path}", self.base)).await.unwrap();
-        assert_eq!(response.status(), 200, "GET {path}");
-        response
-    }
-
-    async fn users_in(&self, path: &str) -> (usize, bool, Option<String>) {
-        let response = self.get(path).await;
-        let age = response
-            .headers()
-            .get("age")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let html = response.text().await.unwrap();
-        (
-            html.matches("<li").count(),
-            html.contains("id=\"user-1\""),
-            age,
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use common::Server;
 
 async fn the_seed_app_caches_and_invalidates(cache_url: &str) {
     let server = Server::start(cache_url);

@@ -11,7 +11,7 @@ use bytes::Bytes;
 use moka::Expiry;
 use moka::ops::compute::{CompResult, Op};
 
-use super::{Backend, MAX_TTL};
+use super::{Backend, KeyInfo, MAX_TTL, ScanPage};
 use crate::error::Result;
 
 /// Fixed per-entry cost added to key and value sizes when weighing an entry.
@@ -21,6 +21,18 @@ const ENTRY_OVERHEAD: usize = 64;
 struct Entry {
     value: Bytes,
     ttl: Option<Duration>,
+    /// When it was written, for [`Backend::scan`]'s time to live.
+    written: Instant,
+}
+
+impl Entry {
+    fn new(value: Bytes, ttl: Option<Duration>) -> Entry {
+        Entry {
+            value,
+            ttl,
+            written: Instant::now(),
+        }
+    }
 }
 
 struct PerEntryTtl;
@@ -75,7 +87,7 @@ impl Backend for MemoryBackend {
     }
 
     async fn set(&self, key: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        self.entries.insert(key, Entry { value, ttl });
+        self.entries.insert(key, Entry::new(value, ttl));
         Ok(())
     }
 
@@ -94,7 +106,7 @@ impl Backend for MemoryBackend {
                         Some(found) => found.into_value().value,
                         None => value,
                     };
-                    Op::Put(Entry { value: kept, ttl })
+                    Op::Put(Entry::new(kept, ttl))
                 });
                 match computed {
                     CompResult::Inserted(e)
@@ -116,10 +128,7 @@ impl Backend for MemoryBackend {
         self.entries
             .entry(key)
             .and_compute_with(|found| match found {
-                Some(found) => Op::Put(Entry {
-                    value,
-                    ttl: found.into_value().ttl,
-                }),
+                Some(found) => Op::Put(Entry::new(value, found.into_value().ttl)),
                 None => Op::Nop,
             });
         if let Some(delete) = delete {
@@ -147,10 +156,10 @@ impl Backend for MemoryBackend {
     }
 
     async fn set_nx(&self, key: String, value: Bytes, ttl: Duration) -> Result<bool> {
-        let entry = self.entries.entry(key).or_insert_with(|| Entry {
-            value,
-            ttl: Some(ttl),
-        });
+        let entry = self
+            .entries
+            .entry(key)
+            .or_insert_with(|| Entry::new(value, Some(ttl)));
         Ok(entry.is_fresh())
     }
 
@@ -168,6 +177,36 @@ impl Backend for MemoryBackend {
 
     fn shared(&self) -> bool {
         false
+    }
+
+    /// Every matching key in one page (the store is in this process: no round trips to
+    /// bound).
+    async fn scan(
+        &self,
+        prefix: String,
+        contains: String,
+        _cursor: u64,
+        _count: usize,
+    ) -> Result<ScanPage> {
+        let now = Instant::now();
+        let keys = self
+            .entries
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix(&prefix)
+                    .is_some_and(|rest| rest.contains(&contains))
+            })
+            .map(|(k, e)| KeyInfo {
+                key: k.as_ref().clone(),
+                size: e.value.len() as u64,
+                ttl: e.ttl.map(|ttl| ttl.saturating_sub(now - e.written)),
+            })
+            .collect();
+        Ok(ScanPage { cursor: 0, keys })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        Ok(())
     }
 }
 

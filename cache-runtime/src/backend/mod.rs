@@ -68,6 +68,37 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn delete_if(&self, key: String, value: Bytes) -> impl Future<Output = Result<bool>> + Send;
     /// Whether the store is shared with other processes (Redis), so that leases matter.
     fn shared(&self) -> bool;
+    /// One page of the keys that start with `prefix` and hold `contains` after it, each with
+    /// its size and time to live, from `cursor` (0 starts; a page whose `cursor` is 0 is the
+    /// last). Redis: `SCAN MATCH` (never `KEYS`), then `STRLEN` and `PTTL` in one pipeline;
+    /// a page may be empty before the last. For `cachectl` and the dashboard.
+    fn scan(
+        &self,
+        prefix: String,
+        contains: String,
+        cursor: u64,
+        count: usize,
+    ) -> impl Future<Output = Result<ScanPage>> + Send;
+    /// Whether the store answers (Redis: `PING`).
+    fn ping(&self) -> impl Future<Output = Result<()>> + Send;
+}
+
+/// One page of [`Backend::scan`].
+#[derive(Debug, Default)]
+pub(crate) struct ScanPage {
+    /// Where the next page starts; 0 when this was the last.
+    pub(crate) cursor: u64,
+    pub(crate) keys: Vec<KeyInfo>,
+}
+
+/// A stored key, its size and its time to live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyInfo {
+    pub(crate) key: String,
+    /// Bytes of the value.
+    pub(crate) size: u64,
+    /// Time left before it expires; `None` when it does not expire.
+    pub(crate) ttl: Option<Duration>,
 }
 
 /// The backends a [`Cache`](crate::Cache) can run on, dispatched without boxing.
@@ -132,5 +163,17 @@ impl Backend for AnyBackend {
     }
     fn shared(&self) -> bool {
         dispatch!(self, b => b.shared())
+    }
+    async fn scan(
+        &self,
+        prefix: String,
+        contains: String,
+        cursor: u64,
+        count: usize,
+    ) -> Result<ScanPage> {
+        dispatch!(self, b => b.scan(prefix, contains, cursor, count).await)
+    }
+    async fn ping(&self) -> Result<()> {
+        dispatch!(self, b => b.ping().await)
     }
 }

@@ -11,7 +11,8 @@
 //! `SET` (`NX` to create a generation or take a lease), `PEXPIRE` (to keep a counter alive as
 //! long as the values recording it), `GET`, `MULTI`/`SET XX KEEPTTL`/`UNLINK`/`EXEC` (an
 //! invalidation), `SCAN` + `UNLINK` (clearing a prefix), `PING`, `WAIT` (with
-//! `CacheBuilder::wait_for_replicas`); and one short script, releasing a lease only while it
+//! `CacheBuilder::wait_for_replicas`); for tools listing keys (`cachectl`, the dashboard),
+//! `SCAN` + `STRLEN` and `PTTL`; and one short script, releasing a lease only while it
 //! is the caller's (`EVALSHA`, `SCRIPT LOAD` when Redis does not know it yet).
 
 use std::future::Future;
@@ -20,7 +21,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use super::{Backend, MAX_TTL, io};
+use super::{Backend, KeyInfo, MAX_TTL, ScanPage, io};
 use crate::error::{Error, ErrorKind, Result};
 
 /// Removes a lease only while it holds the caller's token (KEYS: lease; ARGV: token): the one
@@ -122,13 +123,27 @@ impl RedisBackend {
 /// Escapes glob characters so a key prefix matches only itself in `SCAN MATCH`.
 fn glob_escape(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
+    push_escaped(&mut out, prefix);
+    out.push('*');
+    out
+}
+
+fn push_escaped(out: &mut String, text: &str) {
+    for c in text.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\' | '^' | '-') {
             out.push('\\');
         }
         out.push(c);
     }
-    out.push('*');
+}
+
+/// `SCAN MATCH` pattern of the keys starting with `prefix` and holding `contains` after it.
+fn glob_containing(prefix: &str, contains: &str) -> String {
+    let mut out = glob_escape(prefix);
+    if !contains.is_empty() {
+        push_escaped(&mut out, contains);
+        out.push('*');
+    }
     out
 }
 
@@ -314,10 +329,70 @@ impl Backend for RedisBackend {
     fn shared(&self) -> bool {
         true
     }
+
+    async fn scan(
+        &self,
+        prefix: String,
+        contains: String,
+        cursor: u64,
+        count: usize,
+    ) -> Result<ScanPage> {
+        let pattern = &glob_containing(&prefix, &contains);
+        let (next, keys): (u64, Vec<String>) = self
+            .run("SCAN", |mut c| async move {
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(count)
+                    .query_async(&mut c)
+                    .await
+            })
+            .await?;
+        if keys.is_empty() {
+            return Ok(ScanPage {
+                cursor: next,
+                keys: Vec::new(),
+            });
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("STRLEN").arg(key).cmd("PTTL").arg(key);
+        }
+        let pipe = &pipe;
+        let sizes: Vec<i64> = self
+            .run("STRLEN + PTTL", |mut c| async move {
+                pipe.query_async(&mut c).await
+            })
+            .await?;
+        let keys = keys
+            .into_iter()
+            .zip(sizes.chunks_exact(2))
+            // PTTL -2: the key expired since SCAN saw it.
+            .filter(|(_, pair)| pair[1] != -2)
+            .map(|(key, pair)| KeyInfo {
+                key,
+                size: pair[0].max(0) as u64,
+                ttl: u64::try_from(pair[1]).ok().map(Duration::from_millis),
+            })
+            .collect();
+        Ok(ScanPage { cursor: next, keys })
+    }
+
+    async fn ping(&self) -> Result<()> {
+        RedisBackend::ping(self).await
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn scan_patterns_escape_both_parts() {
+        assert_eq!(super::glob_containing("app:", ""), "app:*");
+        assert_eq!(super::glob_containing("app:", "a*b"), "app:*a\\*b*");
+    }
+
     #[test]
     fn glob_characters_are_escaped() {
         assert_eq!(

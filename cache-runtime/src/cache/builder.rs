@@ -261,6 +261,7 @@ impl CacheBuilder {
         let cache = Cache {
             inner: Arc::new(Inner {
                 backend,
+                location: without_password(&self.url),
                 layout: Layout::new(&self.prefix),
                 prefix: self.prefix,
                 hints,
@@ -274,10 +275,22 @@ impl CacheBuilder {
                 leases: self.leases,
                 lease_ttl: self.lease_ttl,
                 trust_forwarded: self.trust_forwarded,
+                events: std::sync::OnceLock::new(),
             }),
         };
         cache.warm_up();
         Ok(cache)
+    }
+}
+
+/// `url` with its password, if any, replaced by `***`.
+fn without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -417,6 +430,15 @@ mod tests {
                 .await
                 .contains("`tls` feature")
         );
+    }
+
+    #[test]
+    fn locations_hide_passwords() {
+        assert_eq!(
+            without_password("redis://app:s3cret@h:6379/0"),
+            "redis://app:***@h:6379/0"
+        );
+        assert_eq!(without_password("memory://"), "memory://");
     }
 
     #[tokio::test]

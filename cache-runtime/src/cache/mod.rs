@@ -47,6 +47,8 @@ pub struct Cache {
 
 pub(crate) struct Inner {
     pub(crate) backend: AnyBackend,
+    /// The cache's URL without its password, for messages.
+    pub(crate) location: String,
     pub(crate) prefix: String,
     pub(crate) layout: Layout,
     pub(crate) default_ttl: Duration,
@@ -67,6 +69,8 @@ pub(crate) struct Inner {
     /// them: [`CacheBuilder::trust_forwarded`](crate::CacheBuilder::trust_forwarded).
     #[cfg_attr(not(feature = "view"), allow(dead_code))]
     pub(crate) trust_forwarded: bool,
+    /// Recent history for dashboards, kept once one is mounted (see [`crate::events`]).
+    pub(crate) events: std::sync::OnceLock<Arc<crate::events::Recorder>>,
 }
 
 impl std::fmt::Debug for Cache {
@@ -104,10 +108,6 @@ impl Cache {
         }
     }
 
-    pub(crate) fn count(&self, event: Event, name: &'static str) {
-        self.inner.counters.count(event, name);
-    }
-
     /// Runs one backend operation behind the circuit breaker: a failure is logged (with the
     /// key, when the operation has one) and counted; while the breaker is open the
     /// operation is not sent ([`ErrorKind::Unavailable`]).
@@ -125,13 +125,18 @@ impl Cache {
                 "the cache backend failed repeatedly; skipped during the circuit breaker's cool-down",
             ));
         }
+        let started = std::time::Instant::now();
         let result = fut.await;
+        self.observed_backend(op, name, started.elapsed());
         match &result {
             Ok(_) => self.inner.breaker.success(),
             Err(e) => {
-                self.inner.breaker.failure();
+                let opened = self.inner.breaker.failure();
                 self.count(Event::BackendError, name);
                 tracing::warn!(error = %e, op, key, name, "cache: backend failed; running uncached");
+                if opened {
+                    self.observed_breaker_opened(op, name);
+                }
             }
         }
         result
@@ -159,7 +164,7 @@ impl Cache {
             .is_ok()
         {
             self.count(Event::Fill, name);
-            self.inner.counters.wrote_bytes(len);
+            self.observed_write(name, &log_key, len);
         }
     }
 

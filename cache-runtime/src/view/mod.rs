@@ -112,6 +112,7 @@ pub use request::ViewRequest;
 
 use request::{request_key, varies_on};
 use response::Entry;
+pub(crate) use response::Entry as StoredResponse;
 
 /// Invalidates every cached response of one view handler (all URLs, all `vary` values,
 /// every `version`) in one write. `function` is the handler's path: `module_path!()`, `::`,
@@ -150,11 +151,14 @@ pub async fn invalidate_path(
     path_and_query: &str,
 ) -> crate::Result<()> {
     cache
-        .bump(
-            &generation::path(function, &url::counter_path(path_and_query)),
-            None,
-        )
+        .bump(&path_generation(function, path_and_query), None)
         .await
+}
+
+/// The generation of one path of a view: the request's path without its query, its escapes
+/// normalised, so it covers every query string and spelling of the path.
+pub(crate) fn path_generation(function: &str, path_and_query: &str) -> String {
+    generation::path(function, &url::counter_path(path_and_query))
 }
 
 /// [`invalidate_view`] for the handler `spec` describes, on the cache it uses.
@@ -333,11 +337,18 @@ where
         return bypass(run).await;
     };
     let logical = key::view(rules.version, rules.name, &request_key);
-    let path = url::counter_path(request.uri().path());
+    let freshness = Freshness {
+        stale: rules.stale,
+        early: rules.early,
+        lease: rules.lease.unwrap_or(cache.inner.leases),
+    };
     let mut own = vec![
         (generation::ALL.to_owned(), None),
         (generation::view(rules.name), None),
-        (generation::path(rules.name, &path), counter_ttl(ttl)),
+        (
+            path_generation(rules.name, request.uri().path()),
+            counter_ttl(freshness.keep(ttl)),
+        ),
     ];
     own.extend(
         rules
@@ -345,11 +356,6 @@ where
             .iter()
             .map(|t| (generation::tag(t.as_ref()), None)),
     );
-    let freshness = Freshness {
-        stale: rules.stale,
-        early: rules.early,
-        lease: rules.lease.unwrap_or(cache.inner.leases),
-    };
     let plan = Plan {
         cache: cache.clone(),
         freshness,
