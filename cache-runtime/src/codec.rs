@@ -16,7 +16,7 @@
 //! **Safe across deploys.** The default writes a cached function's value in the compact,
 //! positional MessagePack form (no field names: 40% smaller and faster to read) when the
 //! value reads back identically; the value records the schema fingerprint it was read back
-//! with (see [`crate::schema`]), and a reader whose types changed in any way (a field added,
+//! with (see the `schema` module), and a reader whose types changed in any way (a field added,
 //! removed, reordered or renamed, a variant added) reads another fingerprint: a miss, never a
 //! wrong value. Values of types with self-describing features (untagged or internally
 //! tagged enums, `flatten`, `serde_json::Value`, `skip_serializing_if`, `HashMap`s) keep
@@ -74,7 +74,7 @@ pub enum Layout {
     /// that changes needs a `version` bump).
     Plain,
     /// Positional when the value reads back identically and fully noted (see
-    /// [`crate::schema`]), with field names otherwise ([`MsgPack`]).
+    /// the `schema` module), with field names otherwise ([`MsgPack`]).
     Adaptive,
 }
 
