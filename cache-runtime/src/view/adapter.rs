@@ -52,6 +52,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ViewRequest {
 ///         statuses: &[],
 ///         cache: None,
 ///         tags: &[],
+///         lease: None,
+///         early: None,
+///         stale: None,
 ///     };
 ///     ::cache_runtime::__private::cached_view(&__CACHE_VIEW, __cache_req, async move {
 ///         let _ = db;

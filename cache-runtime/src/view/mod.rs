@@ -197,6 +197,9 @@ pub async fn invalidate_spec_path(
 ///     statuses: &[],
 ///     cache: None,
 ///     tags: &["users"],
+///     lease: None,
+///     early: None,
+///     stale: None,
 /// };
 /// # let _ = &SPEC;
 /// ```
