@@ -139,6 +139,9 @@ mod view;
 ///         ttl: ::core::option::Option::Some(60),
 ///         tags: &[&["users"], &["user:", ""]],
 ///         cache: ::core::option::Option::None,
+///         lease: ::core::option::Option::None,
+///         early: ::core::option::Option::None,
+///         stale: ::core::option::Option::None,
 ///     };
 ///     // The key's arguments, then the tags' (one per placeholder, in order across the tags).
 ///     let __cache_key = ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,));
@@ -146,6 +149,12 @@ mod view;
 ///     ::cache_runtime::__private::cached_result::<_, _, ::cache_runtime::codec::CacheDefault, _>(
 ///         &__CACHE_SPEC,
 ///         __cache_key,
+///         // `Some` only when `User` is an `Arc<_>`: then a value kept in memory (the L1, a
+///         // leader's value for its followers) is decoded once and handed out as clones.
+///         {
+///             use ::cache_runtime::__private::{ShareArc as _, ShareNone as _};
+///             (&::cache_runtime::__private::Probe::<User>::NEW).sharing()
+///         },
 ///         // The body, unchanged: `return` and `?` stay inside it.
 ///         async move {
 ///             sqlx::query_as("SELECT * FROM users WHERE id = ?").bind(id).fetch_one(db).await

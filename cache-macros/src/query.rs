@@ -50,7 +50,18 @@ pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
         query.args.companions,
     );
     let Spec { item, local, path } = &spec;
-    let span = cached_type_span(query.output, query.mode);
+    let cached = cached_type(query.output, query.mode);
+    let span = cached
+        .to_token_stream()
+        .into_iter()
+        .next()
+        .map_or_else(Span::call_site, |token| token.span());
+    // An `Arc` is decoded once and handed out as clones (`cache_runtime::share`).
+    let sharing = quote! {{
+        #[allow(unused_imports)]
+        use ::cache_runtime::__private::{ShareArc as _, ShareNone as _};
+        (&::cache_runtime::__private::Probe::<#cached>::NEW).sharing()
+    }};
     let codec = codec(query.args.codec.as_ref());
     let key = Ident::new("__cache_key", Span::mixed_site());
     let new_key = new_key(query, path);
@@ -59,10 +70,10 @@ pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
     // on it (`Cacheable`) fails there, in the user's signature, when it cannot be cached.
     let call = match query.mode {
         Mode::Result => quote_spanned! {span=>
-            ::cache_runtime::__private::cached_result::<_, _, #codec, _>(#path, #key, async move #block).await
+            ::cache_runtime::__private::cached_result::<_, _, #codec, _>(#path, #key, #sharing, async move #block).await
         },
         Mode::Value => quote_spanned! {span=>
-            ::cache_runtime::__private::cached_value::<_, #codec, _>(#path, #key, async move #block).await
+            ::cache_runtime::__private::cached_value::<_, #codec, _>(#path, #key, #sharing, async move #block).await
         },
     };
     let companions = if query.args.companions {
@@ -275,21 +286,19 @@ fn entry_doc(query: &Query<'_>, name: &str) -> String {
     doc
 }
 
-/// Where errors about the cached type point: the first token of `T` in a `Result<T, E>` written
-/// out, else the first token of the return type. (On stable, a generated token has one token's
-/// span; it cannot cover the whole type.)
-fn cached_type_span(output: &Type, mode: Mode) -> Span {
-    let mut ty = output;
+/// The cached type: `T` in a `Result<T, E>` written out, else the return type. Errors about it
+/// point at its first token (on stable, a generated token has one token's span; it cannot
+/// cover the whole type).
+fn cached_type(output: &Type, mode: Mode) -> &Type {
     if mode == Mode::Result
         && let Type::Path(path) = output
         && let Some(last) = path.path.segments.last()
         && let PathArguments::AngleBracketed(args) = &last.arguments
         && let Some(GenericArgument::Type(ok)) = args.args.first()
     {
-        ty = ok;
+        return ok;
     }
-    let first = ty.to_token_stream().into_iter().next();
-    first.map_or_else(Span::call_site, |token| token.span())
+    output
 }
 
 /// The `QuerySpec` literal.

@@ -188,6 +188,8 @@ pub(crate) struct Opened {
     pub(crate) payload: Bytes,
     /// Size of the stored bytes.
     pub(crate) stored_len: usize,
+    /// The payload decoded by a call whose type shares (`crate::share`).
+    pub(crate) decoded: crate::share::Decoded,
 }
 
 impl Opened {
@@ -275,6 +277,7 @@ pub(crate) fn open(bytes: Bytes, limit: usize) -> Option<Opened> {
         n_deps,
         payload,
         stored_len: bytes.len(),
+        decoded: crate::share::Decoded::new(),
     })
 }
 

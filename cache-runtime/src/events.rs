@@ -241,7 +241,8 @@ impl Recorder {
             Event::Invalidated => Count::Stale,
             // A process that waited for another's fill: a stampede absorbed, as a local wait.
             Event::LeaseWait => Count::Wait,
-            Event::ServedStale | Event::Refresh => return,
+            // An L1 hit is counted as a hit already.
+            Event::ServedStale | Event::Refresh | Event::L1Hit => return,
             Event::DecodeError | Event::BackendError | Event::Skipped => Count::Error,
             Event::NotStored => return,
         };

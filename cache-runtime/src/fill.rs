@@ -108,6 +108,14 @@ pub(crate) fn run<F: Filler>(
             return filler.pass(Box::pin(body).await);
         };
         let started = Instant::now();
+        if let Some(value) = l1_get(&plan)
+            && plan.freshness.state(&value.header, envelope::now_ms()) == Some(State::Fresh)
+            && let Some(answer) = serve(&plan, &filler, &value, started)
+        {
+            plan.cache.count(Event::L1Hit, plan.name);
+            return answer;
+        }
+        let epoch = l1_epoch(&plan);
         let found = lookup(&plan, Count::Yes).await.ok().flatten();
         // Which fill this call saw, if any: waiting for another process's fill means waiting
         // for another one.
@@ -115,7 +123,10 @@ pub(crate) fn run<F: Filler>(
         let old = match found {
             Some(value) => match plan.freshness.state(&value.header, envelope::now_ms()) {
                 Some(State::Fresh) => match serve(&plan, &filler, &value, started) {
-                    Some(answer) => return answer,
+                    Some(answer) => {
+                        l1_keep(&plan, value, epoch);
+                        return answer;
+                    }
                     None => None,
                 },
                 Some(state) => Some((value, state)),
@@ -323,6 +334,7 @@ async fn lead<F: Filler>(
     }
 
     let since = Instant::now();
+    let epoch = l1_epoch(plan);
     let generations = start(cache, &plan.own, name).await;
     let started = Instant::now();
     let (out, collected) = deps::collect(body).await;
@@ -366,25 +378,31 @@ async fn lead<F: Filler>(
         return answer;
     }
     let bytes = writer.seal(cache.compression());
-    match &deps {
+    let stored = match &deps {
         Ok(_) if bytes.len() > cache.inner.max_value_size => {
             cache.count(Event::NotStored, name);
             tracing::debug!(key = %key, name, size = bytes.len(), "cache: value over the size limit; not stored");
+            false
         }
         Ok(recorded) => {
             let keep = plan.freshness.keep(plan.ttl);
-            cache.write(key.clone(), bytes.clone(), keep, name).await;
             remember_beyond_own(plan, recorded.iter().map(|(n, _)| n.as_str()));
+            cache.write(key.clone(), bytes.clone(), keep, name).await
         }
         Err(why) => {
             cache.count(Event::NotStored, name);
             tracing::debug!(key = %key, name, reason = why.reason(), "cache: value not stored");
+            false
         }
-    }
+    };
     cache.observed_fill(name, since.elapsed());
-    if leader.followed()
+    let keep = stored && epoch != NO_L1;
+    if (leader.followed() || keep)
         && let Some(value) = envelope::open(bytes, usize::MAX)
     {
+        if keep {
+            l1_keep(plan, value.clone(), epoch);
+        }
         leader.publish(Shared {
             value,
             since: if deps.is_ok() { since } else { started },
@@ -392,6 +410,39 @@ async fn lead<F: Filler>(
         });
     }
     answer
+}
+
+/// What [`l1_epoch`] says without an L1.
+const NO_L1: u64 = u64::MAX;
+
+/// The value kept under `plan.key` in this process's L1, if it has one and trusts it.
+fn l1_get(plan: &Plan) -> Option<std::sync::Arc<Opened>> {
+    #[cfg(feature = "redis")]
+    if let Some(l1) = &plan.cache.inner.l1 {
+        return l1.get(&plan.key);
+    }
+    let _ = plan;
+    None
+}
+
+/// The L1's epoch before a read from Redis ([`NO_L1`] without one).
+fn l1_epoch(plan: &Plan) -> u64 {
+    #[cfg(feature = "redis")]
+    if let Some(l1) = &plan.cache.inner.l1 {
+        return l1.epoch();
+    }
+    let _ = plan;
+    NO_L1
+}
+
+/// Keeps `value`, read from Redis or just written there by a read that began at `epoch`, in
+/// this process's L1, if it has one.
+fn l1_keep(plan: &Plan, value: Opened, epoch: u64) {
+    #[cfg(feature = "redis")]
+    if let Some(l1) = &plan.cache.inner.l1 {
+        return l1.keep(&plan.key, std::sync::Arc::new(value), epoch);
+    }
+    let _ = (plan, value, epoch);
 }
 
 /// The answer from a leader's value, when this follower may serve it.

@@ -27,6 +27,21 @@ use crate::error::{Error, Result};
 use crate::events::Site;
 use crate::key::generation;
 
+/// The longest an invalidation waits for the instances' L1s: longer than any instance's
+/// trust, which bounds the wait by itself.
+#[cfg(feature = "redis")]
+const ANNOUNCE_BUDGET: Duration = Duration::from_secs(60);
+
+/// A change made in Redis that L1s must hear of.
+#[cfg_attr(not(feature = "redis"), allow(dead_code))]
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Change<'a> {
+    /// Generation `name` was replaced (or, for `all`, every value is gone).
+    Generation(&'a str),
+    /// The value under this stored key was overwritten or deleted.
+    Entry(&'a str),
+}
+
 impl Cache {
     /// Replaces generation `name` when it exists, keeping its expiry (and removes `entry`, a
     /// stored key, in the same atomic step), for a generated companion (`{fn}_invalidate`,
@@ -56,12 +71,18 @@ impl Cache {
         let key = self.inner.layout.generation(name);
         let started = Instant::now();
         let span = tracing::info_span!("cache.invalidate", generation = name, site = %site);
-        let result = self
+        let mut result = self
             .inner
             .backend
             .replace_and_delete(key, value, entry)
             .instrument(span.clone())
             .await;
+        if result.is_ok() {
+            result = self
+                .announce(Change::Generation(name))
+                .instrument(span.clone())
+                .await;
+        }
         self.observed_invalidation(name, site, started.elapsed(), &result);
         match &result {
             Ok(()) => span.in_scope(|| tracing::debug!("cache invalidated")),
@@ -70,6 +91,28 @@ impl Cache {
             ),
         }
         result.map_err(|e| Error::with_source(e.kind(), format!("invalidating `{name}` failed"), e))
+    }
+
+    /// Tells every instance's L1 of `change`, and waits until each one that may serve from
+    /// its L1 has applied it (see `crate::l1`); this instance's at once. Nothing to do on
+    /// `memory://`.
+    pub(crate) async fn announce(&self, change: Change<'_>) -> Result<()> {
+        #[cfg(feature = "redis")]
+        if let crate::backend::AnyBackend::Redis(redis) = &self.inner.backend {
+            let own = self.inner.l1.as_deref();
+            let names = self.inner.layout.l1();
+            return crate::l1::announce(redis.connection(), &names, change, own, ANNOUNCE_BUDGET)
+                .await
+                .map_err(|e| {
+                    Error::with_source(
+                        crate::ErrorKind::Backend,
+                        "the invalidation is in Redis, but not every instance's L1 confirmed it",
+                        e,
+                    )
+                });
+        }
+        let _ = change;
+        Ok(())
     }
 
     /// Invalidates every value tagged `tag` (`tags = ["user:{id}"]` on a query or view), in

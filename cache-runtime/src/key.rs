@@ -139,6 +139,7 @@ pub fn bound(key: String) -> String {
 /// | a value (query, page, `Cache::set`) | `{prefix}:{logical}` (see [`query`], [`view`], [`plain`]) |
 /// | a generation counter | `{prefix}:gen:{name}` (see [`generation`]) |
 /// | the lease of a value | `{prefix}:lease:{logical}` |
+/// | the L1 protocol | `{prefix}:l1` (channel), `{prefix}:l1:instances`, `{prefix}:l1:ack:{id}` |
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     /// `{prefix}:`, which every key of the cache starts with.
@@ -180,6 +181,23 @@ impl Layout {
         key.push_str("lease:");
         key.push_str(logical);
         key
+    }
+
+    /// The channel and keys of the L1 protocol (`crate::l1`): `{prefix}:l1`,
+    /// `{prefix}:l1:instances`, `{prefix}:l1:ack:{id}`.
+    #[cfg(feature = "redis")]
+    pub(crate) fn l1(&self) -> crate::l1::Names {
+        let root = self.l1_root();
+        crate::l1::Names {
+            instances: format!("{root}instances"),
+            ack_prefix: format!("{root}ack:"),
+            channel: root.trim_end_matches(':').to_owned(),
+        }
+    }
+
+    /// What the L1 protocol's keys start with: `{prefix}:l1:`.
+    pub(crate) fn l1_root(&self) -> String {
+        format!("{}l1:", self.root)
     }
 
     /// What every key of this cache starts with.

@@ -52,10 +52,13 @@ mod freshness;
 pub mod fuzz;
 mod invalidate;
 pub mod key;
+#[cfg(feature = "redis")]
+mod l1;
 mod lease;
 mod observe;
 mod query;
 mod schema;
+mod share;
 mod stats;
 mod value;
 #[cfg(feature = "view")]
@@ -64,8 +67,8 @@ pub mod view;
 pub use backend::MAX_TTL;
 pub use cache::Cache;
 pub use cache::builder::{
-    CacheBuilder, DEFAULT_LEASE_TTL, DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT,
-    DEFAULT_TTL,
+    CacheBuilder, DEFAULT_L1_TRUST, DEFAULT_LEASE_TTL, DEFAULT_MAX_VALUE_SIZE,
+    DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, DEFAULT_TTL,
 };
 pub use cache::default::{current, install, installed, scope};
 pub use cache_macros::{cached_query, cached_view};
@@ -79,6 +82,7 @@ pub mod __private {
     pub use crate::query::{
         Cacheable, Key, QuerySpec, cached_result, cached_value, invalidate_entry, invalidate_query,
     };
+    pub use crate::share::{Probe, ShareArc, ShareNone, Sharing};
     #[cfg(feature = "axum")]
     pub use crate::view::cached_view;
     /// The return type of an expanded `#[cached_view]` handler.

@@ -15,6 +15,7 @@ use crate::fill::{self, Plan};
 use crate::freshness::Freshness;
 use crate::invalidate::{counter_ttl, require};
 use crate::key::{self, generation};
+use crate::share::Sharing;
 use crate::value::Values;
 
 /// The static description of one cached function, written by the macro.
@@ -166,13 +167,18 @@ impl<T: Serialize + DeserializeOwned> Cacheable for T {}
 
 /// Runs a cached function returning a plain value (`Option<T>` included: `None` is cached).
 #[doc(hidden)]
-pub fn cached_value<R, C, F>(spec: &'static QuerySpec, key: Key, fut: F) -> impl Future<Output = R>
+pub fn cached_value<R, C, F>(
+    spec: &'static QuerySpec,
+    key: Key,
+    sharing: Option<Sharing<R>>,
+    fut: F,
+) -> impl Future<Output = R>
 where
     R: Cacheable + Send,
     C: SelectCodec,
     F: Future<Output = R>,
 {
-    cached::<R, R, C, F>(spec, key, fut, |v: &R| Some(v), |v| v)
+    cached::<R, R, C, F>(spec, key, sharing, fut, |v: &R| Some(v), |v| v)
 }
 
 /// Runs a cached function returning `Result<T, E>`: only `Ok` values are stored.
@@ -180,6 +186,7 @@ where
 pub fn cached_result<T, E, C, F>(
     spec: &'static QuerySpec,
     key: Key,
+    sharing: Option<Sharing<T>>,
     fut: F,
 ) -> impl Future<Output = Result<T, E>>
 where
@@ -187,13 +194,14 @@ where
     C: SelectCodec,
     F: Future<Output = Result<T, E>>,
 {
-    cached::<Result<T, E>, T, C, F>(spec, key, fut, |r| r.as_ref().ok(), Ok)
+    cached::<Result<T, E>, T, C, F>(spec, key, sharing, fut, |r| r.as_ref().ok(), Ok)
 }
 
 /// The fill of one call (see [`fill::run`] for why this is not an `async fn`).
 fn cached<O, T, C, F>(
     spec: &'static QuerySpec,
     key: Key,
+    sharing: Option<Sharing<T>>,
     fut: F,
     cacheable: fn(&O) -> Option<&T>,
     wrap: fn(T) -> O,
@@ -217,7 +225,8 @@ where
             cache,
         }
     });
-    fill::run(plan, Values::<O, T, C>::new(codec, cacheable, wrap), fut)
+    let values = Values::<O, T, C>::new(codec, cacheable, wrap).sharing(sharing);
+    fill::run(plan, values, fut)
 }
 
 /// Invalidates the one entry `key` names: its generation is replaced and the entry removed

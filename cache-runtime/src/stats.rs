@@ -16,6 +16,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 pub struct Stats {
     /// Reads answered from the cache (including callers that shared another caller's fill).
     pub hits: u64,
+    /// Hits of them answered from this process's L1, without a round trip.
+    pub l1_hits: u64,
     /// Reads that found nothing usable and ran the function.
     pub misses: u64,
     /// Values written after a miss.
@@ -48,6 +50,7 @@ pub struct Stats {
 #[derive(Default)]
 pub(crate) struct Counters {
     hits: AtomicU64,
+    l1_hits: AtomicU64,
     misses: AtomicU64,
     fills: AtomicU64,
     invalidated: AtomicU64,
@@ -66,6 +69,7 @@ pub(crate) struct Counters {
 #[derive(Clone, Copy)]
 pub(crate) enum Event {
     Hit,
+    L1Hit,
     Miss,
     Fill,
     Invalidated,
@@ -82,6 +86,7 @@ impl Event {
     fn metric(self) -> &'static str {
         match self {
             Event::Hit => "cache_hits_total",
+            Event::L1Hit => "cache_l1_hits_total",
             Event::Miss => "cache_misses_total",
             Event::Fill => "cache_fills_total",
             Event::Invalidated => "cache_invalidated_total",
@@ -100,6 +105,7 @@ impl Counters {
     pub(crate) fn count(&self, event: Event, name: &'static str) {
         let counter = match event {
             Event::Hit => &self.hits,
+            Event::L1Hit => &self.l1_hits,
             Event::Miss => &self.misses,
             Event::Fill => &self.fills,
             Event::Invalidated => &self.invalidated,
@@ -126,6 +132,7 @@ impl Counters {
     pub(crate) fn snapshot(&self) -> Stats {
         Stats {
             hits: self.hits.load(Relaxed),
+            l1_hits: self.l1_hits.load(Relaxed),
             misses: self.misses.load(Relaxed),
             fills: self.fills.load(Relaxed),
             invalidated: self.invalidated.load(Relaxed),

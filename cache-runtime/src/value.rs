@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use crate::codec::{CodecKind, SelectCodec};
 use crate::envelope::{Header, Kind, Opened, Writer};
 use crate::fill::Filler;
+use crate::share::Sharing;
 
 /// Appends the encoding of a value to a payload; returns its schema fingerprint (0: none).
 type Encode<T> = fn(CodecKind, &T, &mut Vec<u8>) -> crate::Result<u64>;
@@ -21,6 +22,8 @@ pub(crate) struct Values<O, T, C> {
     wrap: fn(T) -> O,
     /// `None` for a reader, which never stores.
     encode: Option<Encode<T>>,
+    /// For a type that shares (an `Arc`): decoded once per opened value.
+    sharing: Option<Sharing<T>>,
     _codec: PhantomData<fn() -> C>,
 }
 
@@ -36,8 +39,15 @@ impl<O, T: DeserializeOwned, C: SelectCodec> Values<O, T, C> {
             cacheable,
             wrap,
             encode: Some(C::encode_with::<T>),
+            sharing: None,
             _codec: PhantomData,
         }
+    }
+
+    /// Decodes each opened value once when `sharing` says how to hand it out again.
+    pub(crate) fn sharing(mut self, sharing: Option<Sharing<T>>) -> Self {
+        self.sharing = sharing;
+        self
     }
 }
 
@@ -49,6 +59,7 @@ impl<T: DeserializeOwned, C: SelectCodec> Values<T, T, C> {
             cacheable: |v| Some(v),
             wrap: |v| v,
             encode: None,
+            sharing: None,
             _codec: PhantomData,
         }
     }
@@ -70,6 +81,15 @@ where
     fn answer(&self, value: &Opened) -> Option<O> {
         if value.header.kind != Kind::Value || value.header.codec != C::codec_id(self.codec) {
             return None;
+        }
+        if let Some(sharing) = &self.sharing {
+            if let Some(shared) = sharing.load(&value.decoded) {
+                return Some((self.wrap)(shared));
+            }
+            let decoded: T =
+                C::decode_with(self.codec, &value.payload, value.header.fingerprint).ok()?;
+            sharing.keep(&value.decoded, &decoded);
+            return Some((self.wrap)(decoded));
         }
         C::decode_with(self.codec, &value.payload, value.header.fingerprint)
             .ok()

@@ -89,6 +89,8 @@ async fn server_with_acl_user() -> (RedisServer, String) {
             "+unlink",
             "+scan",
             "+ping",
+            "+time",
+            "+zrange",
             "+evalsha",
             "+script|load",
             "+strlen",

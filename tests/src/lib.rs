@@ -141,11 +141,20 @@ pub async fn test_cache(
         Backend::Memory => None,
         Backend::Redis => Some(redis_server_url()),
     };
-    let builder = cache_runtime::Cache::builder(url.as_deref().unwrap_or("memory://"))
+    let mut builder = cache_runtime::Cache::builder(url.as_deref().unwrap_or("memory://"))
         .prefix(unique_prefix(test))
         .timeout(Duration::from_secs(2));
+    if backend == Backend::Redis && with_l1() {
+        builder = builder.l1(64 * 1024 * 1024);
+    }
     let cache = configure(builder).build().await.expect("test cache");
     (cache, url)
+}
+
+/// Whether `CACHE_TEST_L1` asks for the Redis cases to run with an L1 in front
+/// (`.ci/test` runs the parameterized suites once more that way).
+pub fn with_l1() -> bool {
+    std::env::var_os("CACHE_TEST_L1").is_some_and(|v| v != "0" && !v.is_empty())
 }
 
 /// The CPU time (user + system, all threads) process `pid` has used so far, from

@@ -151,6 +151,8 @@ async fn wait_for_replicas_keeps_invalidations_across_a_failover() {
             "+unlink",
             "+scan",
             "+ping",
+            "+time",
+            "+zrange",
             "+evalsha",
             "+script|load",
             "+wait",

@@ -153,6 +153,8 @@ async fn password_and_acl_user_urls_authenticate() {
             "+unlink",
             "+scan",
             "+ping",
+            "+time",
+            "+zrange",
             "+evalsha",
             "+script|load",
         ];

@@ -4,7 +4,8 @@
 //! runtime that happened to build the cache.
 //!
 //! Requests themselves do not go through it: a hop to another thread per command costs about
-//! 15% of a Redis hit (measured with `cargo bench -p cache-tests --bench hit_concurrent`).
+//! 15% of a Redis hit (measured with `cargo bench -p cache-tests --bench hit_concurrent`). The
+//! L1's subscription and heartbeat run on it.
 
 use std::sync::OnceLock;
 
@@ -25,6 +26,15 @@ fn handle() -> &'static Handle {
             .expect("cache-runtime: cannot start its I/O thread");
         handle
     })
+}
+
+/// Runs `fut` on the I/O runtime: background work that must outlive any app runtime (the L1's
+/// subscription and heartbeat).
+pub(crate) fn spawn<F>(fut: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    handle().spawn(fut);
 }
 
 /// Runs `f` with the I/O runtime as the current one, so that what it spawns lives there.

@@ -141,12 +141,12 @@ impl Backend for MemoryBackend {
         Ok(self.entries.remove(&key).is_some())
     }
 
-    async fn delete_prefix(&self, prefix: String) -> Result<u64> {
+    async fn delete_prefix(&self, prefix: String, spare: String) -> Result<u64> {
         let keys: Vec<_> = self
             .entries
             .iter()
             .map(|(k, _)| k)
-            .filter(|k| k.starts_with(&prefix))
+            .filter(|k| k.starts_with(&prefix) && !k.starts_with(&spare))
             .collect();
         let mut removed = 0;
         for key in keys {

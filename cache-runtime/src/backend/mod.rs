@@ -54,9 +54,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
     /// Removes `key`; true when it existed.
     fn delete(&self, key: String) -> impl Future<Output = Result<bool>> + Send;
-    /// Removes every key starting with `prefix` (Redis: `SCAN` + `UNLINK` in batches, never
-    /// `KEYS`); returns how many were removed.
-    fn delete_prefix(&self, prefix: String) -> impl Future<Output = Result<u64>> + Send;
+    /// Removes every key starting with `prefix` but not with `spare` (Redis: `SCAN` +
+    /// `UNLINK` in batches, never `KEYS`); returns how many were removed.
+    fn delete_prefix(
+        &self,
+        prefix: String,
+        spare: String,
+    ) -> impl Future<Output = Result<u64>> + Send;
     /// Stores `value` under `key` for `ttl` only when `key` is missing; true when stored.
     fn set_nx(
         &self,
@@ -152,8 +156,8 @@ impl Backend for AnyBackend {
     async fn delete(&self, key: String) -> Result<bool> {
         dispatch!(self, b => b.delete(key).await)
     }
-    async fn delete_prefix(&self, prefix: String) -> Result<u64> {
-        dispatch!(self, b => b.delete_prefix(prefix).await)
+    async fn delete_prefix(&self, prefix: String, spare: String) -> Result<u64> {
+        dispatch!(self, b => b.delete_prefix(prefix, spare).await)
     }
     async fn set_nx(&self, key: String, value: Bytes, ttl: Duration) -> Result<bool> {
         dispatch!(self, b => b.set_nx(key, value, ttl).await)

@@ -33,6 +33,7 @@ return 0
 
 /// A Redis server reached through one multiplexed, self-reconnecting connection.
 pub(crate) struct RedisBackend {
+    client: redis::Client,
     conn: ConnectionManager,
     timeout: Duration,
     delete_if: redis::Script,
@@ -66,16 +67,27 @@ impl RedisBackend {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(500));
-        let conn =
-            io::enter(|| ConnectionManager::new_lazy_with_config(client, config)).map_err(|e| {
+        let conn = io::enter(|| ConnectionManager::new_lazy_with_config(client.clone(), config))
+            .map_err(|e| {
                 Error::with_source(ErrorKind::Config, "cannot set up the Redis connection", e)
             })?;
         Ok(RedisBackend {
+            client,
             conn,
             timeout,
             delete_if: redis::Script::new(DELETE_IF),
             wait,
         })
+    }
+
+    /// The client, for connections of their own (the L1's subscription).
+    pub(crate) fn client(&self) -> redis::Client {
+        self.client.clone()
+    }
+
+    /// The shared connection, for protocols of their own (the L1's).
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     /// Runs one operation within the timeout; once more when the connection was dropped.
@@ -266,13 +278,13 @@ impl Backend for RedisBackend {
         Ok(n > 0)
     }
 
-    async fn delete_prefix(&self, prefix: String) -> Result<u64> {
+    async fn delete_prefix(&self, prefix: String, spare: String) -> Result<u64> {
         let pattern = glob_escape(&prefix);
         let mut cursor: u64 = 0;
         let mut removed = 0;
         loop {
             let pattern = &pattern;
-            let (next, keys): (u64, Vec<Vec<u8>>) = self
+            let (next, mut keys): (u64, Vec<Vec<u8>>) = self
                 .run("SCAN", |mut c| async move {
                     redis::cmd("SCAN")
                         .arg(cursor)
@@ -284,6 +296,7 @@ impl Backend for RedisBackend {
                         .await
                 })
                 .await?;
+            keys.retain(|key| !key.starts_with(spare.as_bytes()));
             if !keys.is_empty() {
                 let keys = &keys;
                 let n: u64 = self
@@ -357,11 +370,14 @@ impl Backend for RedisBackend {
             });
         }
         let mut pipe = redis::pipe();
+        // A key of another type (a set, a hash: the L1's bookkeeping, another program's)
+        // answers STRLEN with WRONGTYPE: size 0, and the page goes on.
+        pipe.ignore_errors();
         for key in &keys {
             pipe.cmd("STRLEN").arg(key).cmd("PTTL").arg(key);
         }
         let pipe = &pipe;
-        let sizes: Vec<i64> = self
+        let sizes: Vec<redis::RedisResult<i64>> = self
             .run("STRLEN + PTTL", |mut c| async move {
                 pipe.query_async(&mut c).await
             })
@@ -369,12 +385,14 @@ impl Backend for RedisBackend {
         let keys = keys
             .into_iter()
             .zip(sizes.chunks_exact(2))
-            // PTTL -2: the key expired since SCAN saw it.
-            .filter(|(_, pair)| pair[1] != -2)
-            .map(|(key, pair)| KeyInfo {
-                key,
-                size: pair[0].max(0) as u64,
-                ttl: u64::try_from(pair[1]).ok().map(Duration::from_millis),
+            .filter_map(|(key, pair)| {
+                let ttl = *pair[1].as_ref().ok()?;
+                // PTTL -2: the key expired since SCAN saw it.
+                (ttl != -2).then(|| KeyInfo {
+                    key,
+                    size: pair[0].as_ref().map_or(0, |n| (*n).max(0) as u64),
+                    ttl: u64::try_from(ttl).ok().map(Duration::from_millis),
+                })
             })
             .collect();
         Ok(ScanPage { cursor: next, keys })

@@ -21,6 +21,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 pub const DEFAULT_MAX_VALUE_SIZE: usize = 4 * 1024 * 1024;
 /// Encoded values larger than this are lz4-compressed when the `lz4` feature is on.
 pub const DEFAULT_COMPRESS_ABOVE: usize = 16 * 1024;
+/// How long an instance trusts its L1 without hearing its heartbeat, unless configured.
+pub const DEFAULT_L1_TRUST: Duration = Duration::from_secs(2);
 /// How long a lease holds unless configured otherwise.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
 /// Default size bound of the `memory://` backend.
@@ -61,6 +63,7 @@ pub struct CacheBuilder {
     lease_ttl: Duration,
     trust_forwarded: bool,
     wait_for_replicas: Option<(u32, Duration)>,
+    l1: Option<(u64, Duration)>,
 }
 
 impl CacheBuilder {
@@ -177,6 +180,39 @@ impl CacheBuilder {
         self
     }
 
+    /// Keeps up to `max_bytes` of values read from Redis in this process too (an L1, `moka`,
+    /// weighed in bytes), and serves them without a round trip while this instance knows every
+    /// invalidation since: invalidations are published to every instance and wait for their
+    /// acknowledgements, so after `invalidate_*` returns no instance serves the old value (see
+    /// `docs/SCALING.md`). Needs a `redis://` URL.
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = cache_runtime::Cache::builder("redis://127.0.0.1:6379/0")
+    ///     .l1(64 * 1024 * 1024)
+    ///     .build()
+    ///     .await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn l1(mut self, max_bytes: u64) -> Self {
+        let trust = self.l1.map_or(DEFAULT_L1_TRUST, |(_, trust)| trust);
+        self.l1 = Some((max_bytes, trust));
+        self
+    }
+
+    /// How long an instance may serve its L1 without hearing its own heartbeat back (default
+    /// 2 s): the longest an invalidation waits for an instance cut off from Redis (one that
+    /// answers waits only for its acknowledgement, about a round trip). Only with [`l1`](Self::l1).
+    pub fn l1_trust(mut self, trust: Duration) -> Self {
+        if let Some((bytes, _)) = self.l1 {
+            self.l1 = Some((bytes, trust));
+        } else {
+            self.l1 = Some((0, trust));
+        }
+        self
+    }
+
     /// Makes every invalidation wait until `replicas` replicas have acknowledged it (Redis
     /// `WAIT`), for at most `timeout` on top of the operation timeout; fewer is an error
     /// from the invalidation (retry it, or fail the write that needed it). Off by default.
@@ -235,6 +271,11 @@ impl CacheBuilder {
             )));
         }
         let backend = match parse_url(&self.url)? {
+            Location::Memory if self.l1.is_some() => {
+                return Err(Error::config(
+                    "l1 needs a redis:// URL: a memory:// cache is in this process already",
+                ));
+            }
             Location::Memory if self.wait_for_replicas.is_some() => {
                 return Err(Error::config(
                     "wait_for_replicas needs a redis:// URL: memory:// has no replicas",
@@ -251,6 +292,28 @@ impl CacheBuilder {
                 AnyBackend::Redis(backend)
             }
         };
+        let layout = Layout::new(&self.prefix);
+        let l1 = match (&backend, self.l1) {
+            (_, Some((0, _))) => {
+                return Err(Error::config(
+                    "l1_trust needs l1(max_bytes) too: set the L1's size",
+                ));
+            }
+            (_, Some((_, trust))) if trust.is_zero() => {
+                return Err(Error::config("the L1 trust must be greater than zero"));
+            }
+            #[cfg(feature = "redis")]
+            (AnyBackend::Redis(redis), Some((bytes, trust))) => {
+                let l1 = Arc::new(crate::l1::L1::new(bytes, trust, layout.l1()));
+                crate::l1::start(&l1, redis.client(), self.timeout).map_err(|e| {
+                    Error::with_source(crate::ErrorKind::Config, "cannot set up the L1", e)
+                })?;
+                Some(l1)
+            }
+            _ => None,
+        };
+        #[cfg(not(feature = "redis"))]
+        let () = l1.map_or((), |never: std::convert::Infallible| match never {});
         let hints = moka::sync::Cache::builder()
             .max_capacity(HINT_BYTES)
             .weigher(|key: &String, names: &Arc<[String]>| {
@@ -262,7 +325,9 @@ impl CacheBuilder {
             inner: Arc::new(Inner {
                 backend,
                 location: without_password(&self.url),
-                layout: Layout::new(&self.prefix),
+                layout,
+                #[cfg(feature = "redis")]
+                l1,
                 prefix: self.prefix,
                 hints,
                 default_ttl: self.default_ttl,
@@ -389,6 +454,7 @@ impl Cache {
             lease_ttl: DEFAULT_LEASE_TTL,
             trust_forwarded: false,
             wait_for_replicas: None,
+            l1: None,
         }
     }
 }

@@ -62,6 +62,9 @@ pub(crate) struct Inner {
     /// queries): read in the same `MGET` as the value, so a hit stays one round trip.
     pub(crate) hints: moka::sync::Cache<String, Arc<[String]>>,
     pub(crate) breaker: Breaker,
+    /// The in-process tier in front of Redis, when configured.
+    #[cfg(feature = "redis")]
+    pub(crate) l1: Option<Arc<crate::l1::L1>>,
     /// Whether misses take leases unless a function says otherwise.
     pub(crate) leases: bool,
     pub(crate) lease_ttl: Duration,
@@ -153,19 +156,26 @@ impl Cache {
             .await
     }
 
-    /// Writes a value; a failure is logged and counted, never returned.
-    pub(crate) async fn write(&self, key: String, value: Bytes, ttl: Duration, name: &'static str) {
+    /// Writes a value; a failure is logged and counted, and reported as `false`.
+    pub(crate) async fn write(
+        &self,
+        key: String,
+        value: Bytes,
+        ttl: Duration,
+        name: &'static str,
+    ) -> bool {
         let len = value.len();
         let log_key = key.clone();
         let set = self.inner.backend.set(key, value, Some(ttl));
-        if self
+        let stored = self
             .guarded(name, "write", Some(&log_key), set)
             .await
-            .is_ok()
-        {
+            .is_ok();
+        if stored {
             self.count(Event::Fill, name);
             self.observed_write(name, &log_key, len);
         }
+        stored
     }
 
     /// Starts connecting in the background so the first request finds a warm connection,

@@ -12,6 +12,7 @@ use crate::envelope::{Header, Kind, Writer};
 use crate::error::{Error, ErrorKind, Result};
 use crate::fill::{self, Plan};
 use crate::freshness::Freshness;
+use crate::invalidate::Change;
 use crate::key::{self, generation};
 use crate::stats::Event;
 use crate::value::Values;
@@ -79,7 +80,8 @@ impl Cache {
             ));
         }
         let set = self.inner.backend.set(plan.key.clone(), bytes, Some(ttl));
-        self.guarded("set", "write", Some(&plan.key), set).await
+        self.guarded("set", "write", Some(&plan.key), set).await?;
+        self.announce(Change::Entry(&plan.key)).await
     }
 
     /// Deletes every entry under this cache's prefix (`SCAN` + `UNLINK` in batches on Redis,
@@ -98,19 +100,26 @@ impl Cache {
     /// ```
     pub async fn clear(&self) -> Result<u64> {
         let root = self.inner.layout.root().to_owned();
-        self.inner.backend.delete_prefix(root).await
+        // The L1 protocol's keys stay: the announcement below waits for the instances they list.
+        let spare = self.inner.layout.l1_root();
+        let removed = self.inner.backend.delete_prefix(root, spare).await?;
+        self.announce(Change::Generation(generation::ALL)).await?;
+        Ok(removed)
     }
 
     /// Deletes `{prefix}:1:{key}`; true when it existed.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         let key = self.inner.layout.entry(&key::plain(key));
-        self.guarded(
-            "delete",
-            "delete",
-            Some(&key.clone()),
-            self.inner.backend.delete(key),
-        )
-        .await
+        let existed = self
+            .guarded(
+                "delete",
+                "delete",
+                Some(&key.clone()),
+                self.inner.backend.delete(key.clone()),
+            )
+            .await?;
+        self.announce(Change::Entry(&key)).await?;
+        Ok(existed)
     }
 
     /// The bytes stored under `stored_key` (the whole key, prefix included), as they are,

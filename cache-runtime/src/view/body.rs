@@ -91,6 +91,7 @@ impl<B: Body> ViewBody<B> {
     }
 
     /// Gives the handler's body back when nothing was read from it or added to it.
+    #[cfg(any(feature = "axum", test))]
     pub(crate) fn into_untouched(self) -> Result<B, Self>
     where
         B: Unpin,

@@ -229,6 +229,7 @@ pub struct ViewSpec {
 }
 
 impl ViewSpec {
+    #[cfg(feature = "axum")]
     fn rules(&self) -> Rules<'_, &'static str> {
         Rules {
             name: self.function,
