@@ -17,9 +17,10 @@
 //! 2. `/users/page` (`#[cached_view]`) with `CACHE_URL=memory://`;
 //! 3. `/users/page` with `CACHE_URL` on a private `redis-server` started for the run
 //!    (or `CACHE_TEST_REDIS_URL`);
-//! 4. `/users` (uncached: SQLite + template on every request), on the memory app.
+//! 4. `/users/page` on Redis with an L1 in the app (`CACHE_L1_MB=64`);
+//! 5. `/users` (uncached: SQLite + template on every request), on the memory app.
 //!
-//! After a 1 s warm-up of each, the four run twice in alternating order (1 2 3 4 1 2 3 4),
+//! After a 1 s warm-up of each, the five run twice in alternating order (1 2 3 4 5 1 2 ...),
 //! so drift of the machine hits every target alike; the table shows both rounds and the mean.
 //! Beside req/s and latency, the CPU time the server, Redis and wrk each spent per request
 //! (from `/proc`): where the time goes, and a figure other load on the machine disturbs far
@@ -221,11 +222,20 @@ fn build() -> anyhow::Result<(PathBuf, PathBuf)> {
     ))
 }
 
-fn app(binary: &Path, name: &'static str, cache_url: &str, db: &Path) -> anyhow::Result<Server> {
+fn app(
+    binary: &Path,
+    name: &'static str,
+    cache_url: &str,
+    l1_mb: Option<u64>,
+    db: &Path,
+) -> anyhow::Result<Server> {
     let mut command = Command::new(binary);
     command
         .env("CACHE_URL", cache_url)
         .env("DATABASE_URL", format!("sqlite://{}", db.display()));
+    if let Some(mb) = l1_mb {
+        command.env("CACHE_L1_MB", mb.to_string());
+    }
     Server::start(name, command)
 }
 
@@ -338,9 +348,23 @@ fn run(
         app_binary,
         "memory app",
         "memory://",
+        None,
         &dir.join("memory.db"),
     )?;
-    let redis_app = app(app_binary, "redis app", redis_url, &dir.join("redis.db"))?;
+    let redis_app = app(
+        app_binary,
+        "redis app",
+        redis_url,
+        None,
+        &dir.join("redis.db"),
+    )?;
+    let l1_app = app(
+        app_binary,
+        "L1 app",
+        redis_url,
+        Some(64),
+        &dir.join("l1.db"),
+    )?;
 
     // The page as a browser gets it; the first GET on each app fills its cache.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -353,6 +377,14 @@ fn run(
         from_redis == (content_type.clone(), page.clone()),
         "the apps on memory and Redis serve different pages"
     );
+    // Twice: the first fills (or reads Redis), the L1 keeps it.
+    for _ in 0..2 {
+        let from_l1 = rt.block_on(fetch(&client, &l1_app.url("/users/page")))?;
+        ensure!(
+            from_l1 == (content_type.clone(), page.clone()),
+            "the app with an L1 serves another page"
+        );
+    }
     let body_file = dir.join("page.html");
     std::fs::write(&body_file, &page)?;
     let mut command = Command::new(ceiling_binary);
@@ -384,6 +416,12 @@ fn run(
             redis_pid,
         },
         Target {
+            name: "`/users/page` `#[cached_view]`, Redis + L1",
+            server: &l1_app,
+            path: "/users/page",
+            redis_pid,
+        },
+        Target {
             name: "`/users` uncached",
             server: &memory_app,
             path: "/users",
@@ -405,6 +443,7 @@ fn run(
     let before = (
         rt.block_on(stats(&client, &memory_app))?,
         rt.block_on(stats(&client, &redis_app))?,
+        rt.block_on(stats(&client, &l1_app))?,
     );
     let commands_before = rt.block_on(commandstats(redis_url))?;
     for target in &targets {
@@ -440,6 +479,7 @@ fn run(
     let after = (
         rt.block_on(stats(&client, &memory_app))?,
         rt.block_on(stats(&client, &redis_app))?,
+        rt.block_on(stats(&client, &l1_app))?,
     );
     let commands_after = rt.block_on(commandstats(redis_url))?;
 
@@ -478,12 +518,14 @@ fn run(
     for (name, (before, after)) in [
         (memory_app.name, (&before.0, &after.0)),
         (redis_app.name, (&before.1, &after.1)),
+        (l1_app.name, (&before.2, &after.2)),
     ] {
         let delta =
             |field: &str| after[field].as_u64().unwrap_or(0) - before[field].as_u64().unwrap_or(0);
         println!(
-            "\n{name} during the runs: {} hits, {} misses, {} fills, {} backend errors",
+            "\n{name} during the runs: {} hits ({} from the L1), {} misses, {} fills, {} backend errors",
             delta("hits"),
+            delta("l1_hits"),
             delta("misses"),
             delta("fills"),
             delta("backend_errors")

@@ -156,7 +156,7 @@ async fn stats(State(state): State<AppState>) -> impl IntoResponse {
     let s = state.cache.stats();
     axum::Json(serde_json::json!({
         "backend": state.cache.backend_name(),
-        "hits": s.hits, "misses": s.misses, "fills": s.fills,
+        "hits": s.hits, "l1_hits": s.l1_hits, "misses": s.misses, "fills": s.fills,
         "decode_errors": s.decode_errors, "backend_errors": s.backend_errors,
     }))
 }

@@ -8,10 +8,13 @@
 //! CACHE_URL=redis://127.0.0.1:6379/0 cargo run --release --bin active_users
 //! ```
 //! Environment: `PORT` (default 3000, `0` picks a free one), `CACHE_URL` or `REDIS_URL`
-//! (default `memory://`), `DATABASE_URL` (default: a fresh SQLite file in the temp dir).
+//! (default `memory://`), `CACHE_L1_MB` (with Redis: an L1 of that many MiB in this process,
+//! kept coherent across instances), `DATABASE_URL` (default: a fresh SQLite file in the temp
+//! dir).
 
 mod app;
 
+use anyhow::Context as _;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 #[tokio::main]
@@ -31,10 +34,12 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(3000);
 
     let metrics = install_metrics()?;
-    let cache = cache_runtime::Cache::builder(&cache_url)
-        .prefix("active_users")
-        .build()
-        .await?;
+    let mut builder = cache_runtime::Cache::builder(&cache_url).prefix("active_users");
+    if let Ok(mb) = std::env::var("CACHE_L1_MB") {
+        let mb: u64 = mb.parse().context("CACHE_L1_MB: a number of MiB")?;
+        builder = builder.l1(mb * 1024 * 1024);
+    }
+    let cache = builder.build().await?;
     cache_runtime::install(cache.clone());
     let db = app::open_database().await?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;

@@ -17,6 +17,11 @@
 //!   `rmp_serde::to_vec` bytes (positional);
 //! - (d) hand, named: the same with `to_vec_named` bytes (field names, what (a) stores).
 //!
+//! - (e) ours with an L1 (`CacheBuilder::l1`): the stored bytes kept in this process,
+//!   decoded on every hit;
+//! - (f) ours with an L1, the function returning `Arc<Vec<User>>`: decoded once, every hit
+//!   an `Arc` clone.
+//!
 //! And in memory: our `memory://` hit (bytes in moka, decoded on every hit) beside the
 //! `cached` crate's `#[cached]` (the value itself in a map, cloned on every hit).
 //!
@@ -70,6 +75,7 @@ static REDIS_URL: OnceLock<String> = OnceLock::new();
 static OUR_REDIS: OnceLock<Cache> = OnceLock::new();
 static OUR_REDIS_LZ4: OnceLock<Cache> = OnceLock::new();
 static OUR_MEMORY: OnceLock<Cache> = OnceLock::new();
+static OUR_L1: OnceLock<Cache> = OnceLock::new();
 
 fn our_redis() -> Cache {
     OUR_REDIS.get().expect("built in main").clone()
@@ -79,6 +85,9 @@ fn our_redis_lz4() -> Cache {
 }
 fn our_memory() -> Cache {
     OUR_MEMORY.get().expect("built in main").clone()
+}
+fn our_l1() -> Cache {
+    OUR_L1.get().expect("built in main").clone()
 }
 
 // (a), (a+lz4) and ours in memory: one function each, naming its cache.
@@ -93,6 +102,14 @@ async fn ours_redis_lz4() -> Vec<User> {
 #[cached_query(key = "bench_users", ttl = 3600, cache = our_memory)]
 async fn ours_memory() -> Vec<User> {
     users()
+}
+#[cached_query(key = "bench_users", ttl = 3600, cache = our_l1)]
+async fn ours_l1() -> Vec<User> {
+    users()
+}
+#[cached_query(key = "bench_users_arc", ttl = 3600, cache = our_l1)]
+async fn ours_l1_arc() -> Arc<Vec<User>> {
+    Arc::new(users())
 }
 
 // (b) The `cached` crate's Redis store. Its Redis values must come from a `Result` function;
@@ -131,14 +148,46 @@ async fn hand_get(conn: &ConnectionManager, key: &str) -> Vec<User> {
     rmp_serde::from_slice(&bytes).expect("MessagePack of 700 users")
 }
 
-type Call = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Vec<User>> + Send>> + Send + Sync>;
+/// The rows a call returns: its own, or a clone of a shared `Arc`.
+enum Rows {
+    Owned(Vec<User>),
+    Shared(Arc<Vec<User>>),
+}
 
-fn call<F, Fut>(f: F) -> Call
+impl std::ops::Deref for Rows {
+    type Target = [User];
+    fn deref(&self) -> &[User] {
+        match self {
+            Rows::Owned(rows) => rows,
+            Rows::Shared(rows) => rows,
+        }
+    }
+}
+
+impl From<Vec<User>> for Rows {
+    fn from(rows: Vec<User>) -> Rows {
+        Rows::Owned(rows)
+    }
+}
+
+impl From<Arc<Vec<User>>> for Rows {
+    fn from(rows: Arc<Vec<User>>) -> Rows {
+        Rows::Shared(rows)
+    }
+}
+
+type Call = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = Rows> + Send>> + Send + Sync>;
+
+fn call<F, Fut, R>(f: F) -> Call
 where
     F: Fn() -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Vec<User>> + Send + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+    R: Into<Rows>,
 {
-    Arc::new(move || Box::pin(f()))
+    Arc::new(move || {
+        let fut = f();
+        Box::pin(async move { fut.await.into() })
+    })
 }
 
 struct Variant {
@@ -280,6 +329,15 @@ async fn variants(redis_url: &str, prefix: &str) -> Vec<Variant> {
     let memory = build("memory://", format!("{prefix}-mem"), false)
         .await
         .unwrap();
+    let l1 = Cache::builder(redis_url)
+        .prefix(format!("{prefix}-l1"))
+        .timeout(Duration::from_secs(2))
+        .compress_above(None)
+        .l1(64 * 1024 * 1024)
+        .build()
+        .await
+        .unwrap();
+    let _ = OUR_L1.set(l1.clone());
     let _ = OUR_REDIS.set(ours.clone());
     let _ = OUR_REDIS_LZ4.set(ours_lz4.clone());
     let _ = OUR_MEMORY.set(memory.clone());
@@ -308,12 +366,26 @@ async fn variants(redis_url: &str, prefix: &str) -> Vec<Variant> {
         (&ours_lz4, call(ours_redis_lz4)),
         (&memory, call(ours_memory)),
     ] {
-        assert_eq!(f().await, expected);
+        assert_eq!(*f().await, expected);
         let fills = cache.stats().fills;
-        assert_eq!(f().await, expected);
+        assert_eq!(*f().await, expected);
         assert_eq!(cache.stats().fills, fills, "the timed path must be a hit");
         assert_eq!(cache.stats().hits, 1);
     }
+    // The L1 variants: filled, then hits served by the L1 once the instance trusts it.
+    for f in [call(ours_l1), call(ours_l1_arc)] {
+        assert_eq!(*f().await, expected);
+        let (fills, started) = (l1.stats().fills, Instant::now());
+        let before = l1.stats().l1_hits;
+        while l1.stats().l1_hits == before {
+            assert!(started.elapsed() < Duration::from_secs(5), "no L1 hit");
+            assert_eq!(*f().await, expected);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(l1.stats().fills, fills, "the timed path must be a hit");
+    }
+    let (a, b) = (ours_l1_arc().await, ours_l1_arc().await);
+    assert!(Arc::ptr_eq(&a, &b), "(f) hands out one allocation");
     assert_eq!(cached_crate_redis().await.unwrap(), expected);
     assert_eq!(cached_crate_memory().await, expected);
     // The cached crate offers no hit counter here: its prefix holds one entry after the
@@ -360,6 +432,18 @@ async fn variants(redis_url: &str, prefix: &str) -> Vec<Variant> {
             backend: "redis",
             call: hand(&named),
             stored: c(named.clone()).await,
+        },
+        Variant {
+            name: "(e) ours, L1 (bytes kept, decoded per hit)",
+            backend: "redis",
+            call: call(ours_l1),
+            stored: c(format!("{prefix}-l1:1:bench_users")).await,
+        },
+        Variant {
+            name: "(f) ours, L1, `Arc<Vec<User>>` (decoded once)",
+            backend: "redis",
+            call: call(ours_l1_arc),
+            stored: c(format!("{prefix}-l1:1:bench_users_arc")).await,
         },
         Variant {
             name: "ours `#[cached_query]`, `memory://`",

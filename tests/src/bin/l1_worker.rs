@@ -2,12 +2,13 @@
 //! checks every read against what another process says it has invalidated.
 //!
 //! ```text
-//! l1_worker REDIS_URL PREFIX SECONDS
+//! l1_worker REDIS_URL PREFIX SECONDS [PAUSE_MS]
 //! ```
 //! The value is `{PREFIX}:data` (an integer another process sets), cached by a
 //! `#[cached_query]` tagged `data`. Before each read the worker reads `{PREFIX}:done`: the
 //! other process sets it to `n` once its invalidation of the value `n - 1` has returned, so a
-//! read that began after that must see at least `n`. Prints `reads R l1_hits H stale S`.
+//! read that began after that must see at least `n`. `PAUSE_MS` (default 0) paces the reads.
+//! Prints `reads R l1_hits H stale S`.
 
 use std::time::{Duration, Instant};
 
@@ -33,10 +34,17 @@ async fn data(ctx: &Ctx) -> u64 {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, prefix, seconds] = &args[..] else {
-        eprintln!("usage: l1_worker REDIS_URL PREFIX SECONDS");
-        std::process::exit(2);
+    let (url, prefix, seconds, pause) = match &args[..] {
+        [_, url, prefix, seconds] => (url, prefix, seconds, 0),
+        [_, url, prefix, seconds, pause] => {
+            (url, prefix, seconds, pause.parse().expect("PAUSE_MS"))
+        }
+        _ => {
+            eprintln!("usage: l1_worker REDIS_URL PREFIX SECONDS [PAUSE_MS]");
+            std::process::exit(2);
+        }
     };
+    let pause = Duration::from_millis(pause);
     let cache = Cache::builder(url)
         .prefix(prefix.as_str())
         .timeout(Duration::from_secs(2))
@@ -68,6 +76,9 @@ async fn main() {
             reads += 1;
             if seen < done.unwrap_or(0) {
                 stale += 1;
+            }
+            if !pause.is_zero() {
+                tokio::time::sleep(pause).await;
             }
         }
     })
