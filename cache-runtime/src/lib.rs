@@ -35,6 +35,7 @@
 
 pub mod admin;
 mod backend;
+mod blocking;
 mod breaker;
 mod cache;
 pub mod codec;
@@ -62,12 +63,13 @@ mod value;
 pub mod view;
 
 pub use backend::MAX_TTL;
+pub use blocking::{block_on, spawn_blocking};
 pub use cache::Cache;
 pub use cache::builder::{
     CacheBuilder, DEFAULT_LEASE_TTL, DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT,
     DEFAULT_TTL,
 };
-pub use cache::default::{current, install, installed, scope};
+pub use cache::default::{current, install, installed, scope, scope_blocking};
 pub use cache_macros::{cached_query, cached_view};
 pub use error::{Error, ErrorKind, Result};
 pub use stats::Stats;
@@ -77,7 +79,9 @@ pub use stats::Stats;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::query::{
-        Cacheable, Key, QuerySpec, cached_result, cached_value, invalidate_entry, invalidate_query,
+        Cacheable, Key, QuerySpec, cached_result, cached_result_blocking, cached_value,
+        cached_value_blocking, invalidate_entry, invalidate_entry_blocking, invalidate_query,
+        invalidate_query_blocking,
     };
     #[cfg(feature = "axum")]
     pub use crate::view::cached_view;
