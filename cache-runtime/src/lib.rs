@@ -61,6 +61,8 @@ mod stats;
 mod value;
 #[cfg(feature = "view")]
 pub mod view;
+#[cfg(not(feature = "actix"))]
+mod view_disabled;
 
 pub use backend::MAX_TTL;
 pub use blocking::{block_on, spawn_blocking};
@@ -88,9 +90,20 @@ pub mod __private {
     /// The return type of an expanded `#[cached_view]` handler.
     #[cfg(feature = "axum")]
     pub type ViewResponse = axum::response::Response;
+    /// The first argument of an expanded `#[cached_view(actix)]` handler.
+    #[cfg(feature = "actix")]
+    pub use crate::view::actix::ActixViewRequest;
+    /// The entry point of an expanded `#[cached_view(actix)]` handler.
+    #[cfg(feature = "actix")]
+    pub use crate::view::actix::cached_view as cached_actix_view;
+    /// The return type of an expanded `#[cached_view(actix)]` handler.
+    #[cfg(feature = "actix")]
+    pub type ActixViewResponse = actix_web::HttpResponse;
     #[cfg(feature = "view")]
     pub use crate::view::{
         ViewRequest, ViewSpec, invalidate_spec as invalidate_view,
         invalidate_spec_path as invalidate_view_path,
     };
+    #[cfg(not(feature = "actix"))]
+    pub use crate::view_disabled::{ActixViewRequest, ActixViewResponse, cached_actix_view};
 }
