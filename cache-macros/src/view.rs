@@ -295,13 +295,10 @@ mod tests {
             "{out}"
         );
         assert!(
-            out.contains(
-                &norm(quote!(::cache_runtime::__private::cached_actix_view(
-                    &__CACHE_SPEC,
-                    __cache_req,
-                )))
-                .trim_end_matches(')')
-            ),
+            out.contains(&norm(
+                "::cache_runtime::__private::cached_actix_view(&__CACHE_SPEC, __cache_req, \
+                 async move {"
+            )),
             "{out}"
         );
         // The spec and the companions are the same as axum's.

@@ -19,14 +19,10 @@ pub struct ActixViewRequest(Infallible);
 pub type ActixViewResponse = ();
 
 /// Fails to compile at the handler: see [`ActixFeature`].
-pub fn cached_actix_view<S, R, F>(
-    _spec: &S,
-    req: ActixViewRequest,
-    _fut: F,
-) -> impl Future<Output = ()>
+pub async fn cached_actix_view<S, R, F>(_spec: &S, req: ActixViewRequest, _fut: F)
 where
     R: ActixFeature,
     F: Future<Output = R>,
 {
-    async move { match req.0 {} }
+    match req.0 {}
 }
