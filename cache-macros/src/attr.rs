@@ -33,6 +33,7 @@ mod kw {
     syn::custom_keyword!(lease);
     syn::custom_keyword!(early);
     syn::custom_keyword!(stale);
+    syn::custom_keyword!(actix);
 }
 
 /// An argument name, of either macro.
@@ -51,6 +52,7 @@ pub(crate) enum Arg {
     Lease,
     Early,
     Stale,
+    Actix,
 }
 
 impl Arg {
@@ -65,7 +67,8 @@ impl Arg {
         }
         names!(key => Key, version => Version, ttl => Ttl, tags => Tags, skip => Skip,
             cache => Cache, codec => Codec, companions => Companions, vary => Vary,
-            statuses => Statuses, lease => Lease, early => Early, stale => Stale);
+            statuses => Statuses, lease => Lease, early => Early, stale => Stale,
+            actix => Actix);
         None
     }
 
@@ -84,6 +87,7 @@ impl Arg {
             Arg::Lease => "lease",
             Arg::Early => "early",
             Arg::Stale => "stale",
+            Arg::Actix => "actix",
         }
     }
 }
@@ -121,6 +125,7 @@ impl Macro {
                 Arg::Lease,
                 Arg::Early,
                 Arg::Stale,
+                Arg::Actix,
             ],
         }
     }
@@ -141,6 +146,10 @@ impl Macro {
     /// An argument of the other macro: what it is for, and the fix.
     fn misplaced(self, arg: Arg) -> String {
         let why = match (self, arg) {
+            (Macro::Query, Arg::Actix) => "`actix` applies to `#[cached_view]` (it marks an \
+                actix-web handler), not to `#[cached_query]`: remove it; a cached query works the \
+                same under any framework"
+                .to_owned(),
             (Macro::Query, Arg::Vary) => "`vary` applies to `#[cached_view]` (HTTP headers), not \
                 to `#[cached_query]`: remove it; every parameter not in skip(...) is already part \
                 of the key"
@@ -407,7 +416,7 @@ impl Parse for QueryArgs {
                     )?;
                 }
                 Arg::Lease | Arg::Early | Arg::Stale => args.freshness.read(arg, input)?,
-                Arg::Vary | Arg::Statuses => unreachable!("not a query argument"),
+                Arg::Vary | Arg::Statuses | Arg::Actix => unreachable!("not a query argument"),
             }
             Ok(())
         })?;
@@ -434,6 +443,10 @@ pub(crate) struct ViewArgs {
     pub(crate) cache: Option<Path>,
     /// `lease`, `early`, `stale`.
     pub(crate) freshness: Freshness,
+    /// `actix`: an actix-web handler (else axum). A macro cannot see which framework a
+    /// handler is written for, and both adapters may be compiled in (features unify across a
+    /// workspace), so the handler says so.
+    pub(crate) actix: bool,
 }
 
 impl Parse for ViewArgs {
@@ -468,6 +481,14 @@ impl Parse for ViewArgs {
                     )?)?);
                 }
                 Arg::Lease | Arg::Early | Arg::Stale => args.freshness.read(arg, input)?,
+                Arg::Actix => {
+                    if input.peek(Token![=]) {
+                        return Err(input.error(
+                            "`actix` takes no value: write `#[cached_view(actix, ttl = 60)]`",
+                        ));
+                    }
+                    args.actix = true;
+                }
                 Arg::Key | Arg::Skip | Arg::Codec | Arg::Companions => {
                     unreachable!("not a view argument")
                 }
@@ -819,7 +840,7 @@ mod tests {
     const QUERY_ARGS: &str = "valid arguments are `key`, `version`, `ttl`, `tags`, `skip(...)`, \
                               `cache`, `codec`, `companions`, `lease`, `early`, `stale`";
     const VIEW_ARGS: &str = "valid arguments are `ttl`, `version`, `vary`, `statuses`, `tags`, \
-                             `cache`, `lease`, `early`, `stale`";
+                             `cache`, `lease`, `early`, `stale`, `actix`";
 
     // ---- query arguments, one by one ----
 
@@ -1118,6 +1139,18 @@ mod tests {
         assert!(args.cache.is_some());
         let args = parse_view(quote!()).unwrap();
         assert_eq!((args.ttl, args.version), (None, None));
+        assert!(!args.actix);
+        assert!(parse_view(quote!(actix, ttl = 5)).unwrap().actix);
+        assert!(parse_view(quote!(ttl = 5, actix)).unwrap().actix);
+        assert_eq!(
+            view_error(quote!(actix = true)),
+            "`actix` takes no value: write `#[cached_view(actix, ttl = 60)]`"
+        );
+        assert!(
+            parse_error(quote!(actix)).starts_with("`actix` applies to `#[cached_view]`"),
+            "{}",
+            parse_error(quote!(actix))
+        );
     }
 
     #[test]

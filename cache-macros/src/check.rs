@@ -3,14 +3,17 @@
 //! collected with the arguments' own errors, spanned on the offending tokens, and says the fix.
 
 use proc_macro2::Ident;
-use syn::{FnArg, GenericParam, Pat, PatIdent, PatType, ReturnType, Signature, Type};
+use syn::{
+    FnArg, GenericParam, Pat, PatIdent, PatType, PathArguments, ReturnType, Signature, Type,
+};
 
 use crate::attr::{Errors, QueryArgs, ViewArgs};
 
 /// Whether the function returns a `Result` (only `Ok` is cached) or any other value.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Mode {
-    /// The return type's last path segment is `Result`: `Result<T, E>`, `sqlx::Result<T>`,
+    /// The return type's last path segment ends in `Result`: `Result<T, E>`, `sqlx::Result<T>`,
+    /// Diesel's `QueryResult<T>`,
     /// `anyhow::Result<T>`.
     Result,
     /// Any other type, `Option<T>` included (a `None` is cached too).
@@ -32,6 +35,9 @@ pub(crate) struct Query<'a> {
     /// The declared return type.
     pub(crate) output: &'a Type,
     pub(crate) mode: Mode,
+    /// A sync `fn` (a blocking call, e.g. a Diesel query): its body runs as a closure on the
+    /// caller's thread, and its companions are sync too.
+    pub(crate) blocking: bool,
 }
 
 /// A parameter of the `{name}_invalidate` companion, taken from the function's signature.
@@ -57,10 +63,10 @@ pub(crate) fn query(args: syn::Result<QueryArgs>, sig: &Signature) -> syn::Resul
     let mut errors = Errors::default();
     let args = errors.ok(args);
 
-    if sig.asyncness.is_none() {
-        errors.spanned(
-            sig.fn_token.span,
-            "sync functions are not supported yet: make it async (`async fn`)",
+    if let Some(constness) = &sig.constness {
+        errors.tokens(
+            constness,
+            "a `const fn` cannot be cached: a cache lookup runs at run time; remove `const`",
         );
     }
     if let Some(param) = sig
@@ -206,6 +212,7 @@ pub(crate) fn query(args: syn::Result<QueryArgs>, sig: &Signature) -> syn::Resul
             companion,
             output,
             mode: mode(output),
+            blocking: sig.asyncness.is_none(),
         }),
         _ => None,
     };
@@ -213,21 +220,21 @@ pub(crate) fn query(args: syn::Result<QueryArgs>, sig: &Signature) -> syn::Resul
     Ok(query.expect("no error means every part was checked"))
 }
 
-/// Checks `#[cached_view]`'s arguments against the handler's signature: an axum handler is an
-/// `async fn` without `self`. Generics are fine: a page's key never depends on parameters.
+/// Checks `#[cached_view]`'s arguments against the handler's signature: an axum or actix-web
+/// handler is an `async fn` without `self`. Generics are fine: a page's key never depends on parameters.
 pub(crate) fn view(args: syn::Result<ViewArgs>, sig: &Signature) -> syn::Result<ViewArgs> {
     let mut errors = Errors::default();
     let args = errors.ok(args);
     if sig.asyncness.is_none() {
         errors.spanned(
             sig.fn_token.span,
-            "#[cached_view] caches axum handlers, which are `async fn`: make it async",
+            "#[cached_view] caches axum and actix-web handlers, which are `async fn`: make it async",
         );
     }
     if let Some(receiver) = sig.receiver() {
         errors.tokens(
             receiver,
-            "#[cached_view] caches axum handlers, which take extractors, not `self`: make it a \
+            "#[cached_view] caches axum and actix-web handlers, which take extractors, not `self`: make it a \
              free function, or an associated function without `self` that extracts what it \
              needs (`State(app): State<App>`)",
         );
@@ -274,13 +281,19 @@ fn is_unit(ty: &Type) -> bool {
     }
 }
 
-/// `Result` mode when the type's last path segment is `Result`.
+/// `Result` mode when the type's last path segment ends in `Result` (`Result`, an alias such as
+/// `io::Result` or Diesel's `QueryResult`) and takes type arguments.
 pub(crate) fn mode(ty: &Type) -> Mode {
     match ty {
         Type::Paren(paren) => mode(&paren.elem),
         Type::Group(group) => mode(&group.elem),
         Type::Path(path) if path.qself.is_none() => match path.path.segments.last() {
-            Some(last) if last.ident == "Result" => Mode::Result,
+            Some(last)
+                if last.ident.to_string().ends_with("Result")
+                    && matches!(last.arguments, PathArguments::AngleBracketed(_)) =>
+            {
+                Mode::Result
+            }
             _ => Mode::Value,
         },
         _ => Mode::Value,
@@ -486,11 +499,15 @@ mod tests {
     }
 
     #[test]
-    fn sync_function() {
+    fn sync_functions_are_blocking_and_const_ones_are_refused() {
         let sig: Signature = parse_quote!(fn f(id: i64) -> u32);
+        assert!(check(parse(quote!()), &sig).is_ok_and(|q| q.blocking));
+        let sig: Signature = parse_quote!(async fn f(id: i64) -> u32);
+        assert!(check(parse(quote!()), &sig).is_ok_and(|q| !q.blocking));
+        let sig: Signature = parse_quote!(const fn f(id: i64) -> u32);
         assert_eq!(
             check_error(quote!(), sig),
-            ["sync functions are not supported yet: make it async (`async fn`)"]
+            ["a `const fn` cannot be cached: a cache lookup runs at run time; remove `const`"]
         );
     }
 
@@ -522,11 +539,11 @@ mod tests {
 
     #[test]
     fn argument_and_signature_errors_come_together() {
-        let sig: Signature = parse_quote!(fn f(id: i64));
+        let sig: Signature = parse_quote!(const fn f(id: i64));
         let errors = check_error(quote!(ttl = 0), sig);
         assert_eq!(errors.len(), 3, "{errors:#?}");
         assert!(errors[0].starts_with("`ttl = 0`"));
-        assert!(errors[1].starts_with("sync functions"));
+        assert!(errors[1].starts_with("a `const fn`"));
         assert_eq!(errors[2], NOTHING_TO_CACHE);
     }
 
@@ -538,6 +555,12 @@ mod tests {
             Mode::Result
         );
         assert_eq!(mode_of(parse_quote!(sqlx::Result<User>)), Mode::Result);
+        assert_eq!(mode_of(parse_quote!(QueryResult<User>)), Mode::Result);
+        assert_eq!(
+            mode_of(parse_quote!(SearchResult)),
+            Mode::Value,
+            "no arguments: a struct"
+        );
         assert_eq!(mode_of(parse_quote!(::anyhow::Result<User>)), Mode::Result);
         assert_eq!(mode_of(parse_quote!((std::io::Result<User>))), Mode::Result);
         assert_eq!(mode_of(parse_quote!(Option<User>)), Mode::Value);
@@ -557,7 +580,9 @@ mod tests {
         )));
         assert_eq!(
             view_error(quote!(), parse_quote!(fn page() -> String)),
-            ["#[cached_view] caches axum handlers, which are `async fn`: make it async"]
+            [
+                "#[cached_view] caches axum and actix-web handlers, which are `async fn`: make it async"
+            ]
         );
         let errors = view_error(quote!(), parse_quote!(async fn page(&self) -> String));
         assert_eq!(errors.len(), 1);

@@ -16,8 +16,8 @@ mod query;
 mod template;
 mod view;
 
-/// Caches the return value of an `async fn` (a database query, a remote call) in the
-/// [`Cache`](https://docs.rs/cache-runtime) installed by `cache_runtime::install`.
+/// Caches the return value of an `async fn` or a blocking `fn` (a database query, a remote
+/// call) in the [`Cache`](https://docs.rs/cache-runtime) installed by `cache_runtime::install`.
 ///
 /// ```
 /// use cache_runtime::{Cache, cached_query};
@@ -81,9 +81,45 @@ mod view;
 /// - `stale = 30`: for 30 s after expiry, serve the old value at once while one call refreshes
 ///   it, and in place of a refresh that fails (`Err`). An invalidated value is never served.
 ///
-/// Not supported yet: sync functions, generic functions (lifetimes are fine), functions that
-/// return `()`. `self` is never part of the key: in a method, add what distinguishes `self` to
+/// Not supported yet: generic functions (lifetimes are fine), functions that return `()`. `self` is never part of the key: in a method, add what distinguishes `self` to
 /// the key explicitly.
+///
+/// # Sync functions (Diesel, blocking clients)
+///
+/// On a sync `fn` the call blocks: the same lookup, keys, codecs, generations, single-flight
+/// (a blocking wait), leases and fail-open timeouts, driven on the caller's thread with no
+/// tokio runtime needed (`memory://` directly, Redis through a small pool of synchronous
+/// connections). A value filled by a sync function is a hit for an async one with the same
+/// key and the other way round, and a sync function calling cached functions follows them
+/// like a page does. Its companions are sync too.
+///
+/// ```
+/// use cache_runtime::{Cache, cached_query};
+/// # struct SqliteConnection;
+/// # type QueryResult<T> = Result<T, String>;
+///
+/// #[cached_query(key = "user:{id}", skip(conn))]
+/// fn user(conn: &mut SqliteConnection, id: i64) -> QueryResult<String> {
+///     // users.find(id).select(name).first(conn)
+///     Ok(format!("user {id}"))
+/// }
+///
+/// let cache = cache_runtime::block_on(Cache::from_url("memory://")).unwrap();
+/// cache_runtime::install(cache.clone());
+/// let mut conn = SqliteConnection;
+/// assert_eq!(user(&mut conn, 7).unwrap(), "user 7"); // miss
+/// assert_eq!(user(&mut conn, 7).unwrap(), "user 7"); // hit
+/// user_invalidate(7).unwrap(); // sync, like the function
+/// assert_eq!(cache.stats().hits, 1);
+/// ```
+///
+/// The body becomes a closure, `move || -> ReturnType { body }`, called through
+/// `cache_runtime::__private::cached_result_blocking` (or `cached_value_blocking`); the
+/// companions call `invalidate_entry_blocking` and `invalidate_query_blocking`. From async code,
+/// call a sync cached function through `cache_runtime::spawn_blocking(move || user(&mut conn,
+/// 7))`: like `tokio::task::spawn_blocking`, it keeps the blocking call off the runtime's
+/// workers, and the page calling it still follows what it read (a direct call works too, but
+/// blocks its worker for the call).
 ///
 /// # Invalidation
 ///
@@ -186,7 +222,8 @@ mod view;
 /// }
 /// ```
 ///
-/// A function whose return type's last path segment is not `Result` calls
+/// A function whose return type's last path segment does not end in `Result` (`Result<T, E>`,
+/// `io::Result<T>`, Diesel's `QueryResult<T>` do) calls
 /// `cached_value::<_, Codec, _>` instead, and caches its whole return value.
 #[proc_macro_attribute]
 pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {

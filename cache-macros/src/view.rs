@@ -63,11 +63,25 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
     };
     let mut sig = sig.clone();
     let req = Ident::new("__cache_req", Span::mixed_site());
+    // The framework's request extractor, response type and entry point.
+    let (request, response, entry) = if args.actix {
+        (
+            quote!(ActixViewRequest),
+            quote!(ActixViewResponse),
+            quote!(cached_actix_view),
+        )
+    } else {
+        (
+            quote!(ViewRequest),
+            quote!(ViewResponse),
+            quote!(cached_view),
+        )
+    };
     sig.inputs.insert(
         0,
-        syn::parse_quote!(#req: ::cache_runtime::__private::ViewRequest),
+        syn::parse_quote!(#req: ::cache_runtime::__private::#request),
     );
-    sig.output = syn::parse_quote!(-> ::cache_runtime::__private::ViewResponse);
+    sig.output = syn::parse_quote!(-> ::cache_runtime::__private::#response);
     let companions = companions(func, &spec);
     quote! {
         #item
@@ -75,7 +89,7 @@ fn expand(args: &ViewArgs, func: &ItemFn) -> TokenStream {
         #vis #defaultness #sig {
             #(#inner)*
             #local
-            ::cache_runtime::__private::cached_view(#path, #req, async move #body).await
+            ::cache_runtime::__private::#entry(#path, #req, async move #body).await
         }
         #companions
     }
@@ -261,6 +275,41 @@ mod tests {
             }
         };
         assert_eq!(out, norm(expected));
+    }
+
+    #[test]
+    fn actix_handlers_get_the_actix_extractor_response_and_entry_point() {
+        let out = expand_ok(
+            quote!(actix, ttl = 60),
+            quote!(
+                async fn page(data: web::Data<Db>) -> impl Responder {
+                    "x"
+                }
+            ),
+        );
+        assert!(
+            out.starts_with(&norm(
+                "async fn page(__cache_req: ::cache_runtime::__private::ActixViewRequest, \
+                 data: web::Data<Db>) -> ::cache_runtime::__private::ActixViewResponse {"
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&norm(
+                "::cache_runtime::__private::cached_actix_view(&__CACHE_SPEC, __cache_req, \
+                 async move {"
+            )),
+            "{out}"
+        );
+        // The spec and the companions are the same as axum's.
+        assert!(
+            out.contains("ttl:::core::option::Option::Some(60)"),
+            "{out}"
+        );
+        assert!(
+            out.contains("asyncfnpage_invalidate(path_and_query"),
+            "{out}"
+        );
     }
 
     #[test]

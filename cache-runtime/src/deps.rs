@@ -101,6 +101,28 @@ pub(crate) async fn collect<F: Future>(fut: F) -> (F::Output, Collected) {
     (out, collected)
 }
 
+/// [`collect`] for a blocking closure run on a thread of its own
+/// ([`crate::spawn_blocking`]): what its cached calls read, for [`hand_up`].
+pub(crate) fn collect_blocking<T>(f: impl FnOnce() -> T) -> (T, Option<Collected>) {
+    COLLECTOR.sync_scope(RefCell::default(), || {
+        let out = f();
+        (out, Some(COLLECTOR.with(RefCell::take)))
+    })
+}
+
+/// Hands what [`collect_blocking`] collected to the fill this code runs inside, if any, as
+/// if those cached calls had run here.
+pub(crate) fn hand_up(collected: Collected) {
+    let _ = COLLECTOR.try_with(|c| {
+        let mut c = c.borrow_mut();
+        for (name, generation) in &collected.deps {
+            c.add(name, *generation);
+        }
+        c.conflict |= collected.conflict;
+        c.tainted |= collected.tainted;
+    });
+}
+
 /// Whether this code runs inside a fill (so that recording is worth its cost).
 pub(crate) fn active() -> bool {
     COLLECTOR.try_with(|_| ()).is_ok()

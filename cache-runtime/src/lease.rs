@@ -82,7 +82,7 @@ where
     let deadline = started + cache.inner.lease_ttl;
     loop {
         let pause = (started.elapsed() / 10).clamp(SHORTEST_POLL, LONGEST_POLL);
-        tokio::time::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
+        crate::blocking::sleep(pause.min(deadline.saturating_duration_since(Instant::now()))).await;
         if let Some(found) = poll().await {
             return Ok(found);
         }

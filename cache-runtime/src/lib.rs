@@ -35,6 +35,7 @@
 
 pub mod admin;
 mod backend;
+mod blocking;
 mod breaker;
 mod cache;
 pub mod codec;
@@ -63,14 +64,17 @@ mod stats;
 mod value;
 #[cfg(feature = "view")]
 pub mod view;
+#[cfg(not(feature = "actix"))]
+mod view_disabled;
 
 pub use backend::MAX_TTL;
+pub use blocking::{block_on, spawn_blocking};
 pub use cache::Cache;
 pub use cache::builder::{
     CacheBuilder, DEFAULT_L1_TRUST, DEFAULT_LEASE_TTL, DEFAULT_MAX_VALUE_SIZE,
     DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, DEFAULT_TTL,
 };
-pub use cache::default::{current, install, installed, scope};
+pub use cache::default::{current, install, installed, scope, scope_blocking};
 pub use cache_macros::{cached_query, cached_view};
 pub use error::{Error, ErrorKind, Result};
 pub use stats::Stats;
@@ -80,7 +84,9 @@ pub use stats::Stats;
 #[doc(hidden)]
 pub mod __private {
     pub use crate::query::{
-        Cacheable, Key, QuerySpec, cached_result, cached_value, invalidate_entry, invalidate_query,
+        Cacheable, Key, QuerySpec, cached_result, cached_result_blocking, cached_value,
+        cached_value_blocking, invalidate_entry, invalidate_entry_blocking, invalidate_query,
+        invalidate_query_blocking,
     };
     pub use crate::share::{Probe, ShareArc, ShareNone, Sharing};
     #[cfg(feature = "axum")]
@@ -88,9 +94,20 @@ pub mod __private {
     /// The return type of an expanded `#[cached_view]` handler.
     #[cfg(feature = "axum")]
     pub type ViewResponse = axum::response::Response;
+    /// The first argument of an expanded `#[cached_view(actix)]` handler.
+    #[cfg(feature = "actix")]
+    pub use crate::view::actix::ActixViewRequest;
+    /// The entry point of an expanded `#[cached_view(actix)]` handler.
+    #[cfg(feature = "actix")]
+    pub use crate::view::actix::cached_view as cached_actix_view;
+    /// The return type of an expanded `#[cached_view(actix)]` handler.
+    #[cfg(feature = "actix")]
+    pub type ActixViewResponse = actix_web::HttpResponse;
     #[cfg(feature = "view")]
     pub use crate::view::{
         ViewRequest, ViewSpec, invalidate_spec as invalidate_view,
         invalidate_spec_path as invalidate_view_path,
     };
+    #[cfg(not(feature = "actix"))]
+    pub use crate::view_disabled::{ActixViewRequest, ActixViewResponse, cached_actix_view};
 }

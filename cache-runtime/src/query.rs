@@ -197,6 +197,46 @@ where
     cached::<Result<T, E>, T, C, F>(spec, key, sharing, fut, |r| r.as_ref().ok(), Ok)
 }
 
+/// [`cached_value`] for a sync function: `body` runs on the calling thread, through the same
+/// fill, driven by [`crate::block_on`] (no runtime needed).
+#[doc(hidden)]
+pub fn cached_value_blocking<R, C, F>(
+    spec: &'static QuerySpec,
+    key: Key,
+    sharing: Option<Sharing<R>>,
+    body: F,
+) -> R
+where
+    R: Cacheable + Send,
+    C: SelectCodec,
+    F: FnOnce() -> R,
+{
+    crate::block_on(cached_value::<R, C, _>(spec, key, sharing, async move {
+        body()
+    }))
+}
+
+/// [`cached_result`] for a sync function (see [`cached_value_blocking`]).
+#[doc(hidden)]
+pub fn cached_result_blocking<T, E, C, F>(
+    spec: &'static QuerySpec,
+    key: Key,
+    sharing: Option<Sharing<T>>,
+    body: F,
+) -> Result<T, E>
+where
+    T: Cacheable + Send,
+    C: SelectCodec,
+    F: FnOnce() -> Result<T, E>,
+{
+    crate::block_on(cached_result::<T, E, C, _>(
+        spec,
+        key,
+        sharing,
+        async move { body() },
+    ))
+}
+
 /// The fill of one call (see [`fill::run`] for why this is not an `async fn`).
 fn cached<O, T, C, F>(
     spec: &'static QuerySpec,
@@ -252,6 +292,18 @@ pub async fn invalidate_entry(spec: &'static QuerySpec, key: Key) -> Result<()> 
 pub async fn invalidate_query(spec: &'static QuerySpec) -> Result<()> {
     let cache = require(spec.resolve(), spec.function)?;
     cache.bump(&generation::query(spec.function), None).await
+}
+
+/// [`invalidate_entry`] for the companion of a sync function.
+#[doc(hidden)]
+pub fn invalidate_entry_blocking(spec: &'static QuerySpec, key: Key) -> Result<()> {
+    crate::block_on(invalidate_entry(spec, key))
+}
+
+/// [`invalidate_query`] for the companion of a sync function.
+#[doc(hidden)]
+pub fn invalidate_query_blocking(spec: &'static QuerySpec) -> Result<()> {
+    crate::block_on(invalidate_query(spec))
 }
 
 #[cfg(test)]

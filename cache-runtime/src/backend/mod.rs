@@ -16,6 +16,8 @@ pub(crate) mod io;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(feature = "redis")]
+pub(crate) mod redis_sync;
 
 /// The longest anything is kept: longer TTLs (a setting of `Duration::MAX`, a `ttl` of
 /// `u64::MAX` seconds) are this. Ten years: well within what Redis (`PX`), the memory store

@@ -6,6 +6,8 @@
 //! `#[tokio::test]`s): the connection's driver task died with that runtime, so an operation
 //! that finds the connection dropped is tried once more, on the connection redis-rs has
 //! meanwhile opened from the caller's runtime, within the same deadline.
+//! Blocking calls send the same commands on pooled synchronous connections instead
+//! ([`redis_sync`](super::redis_sync)), within the same deadline.
 //!
 //! Plain commands: `MGET` (a hit: the entry and its generations, read at one instant),
 //! `SET` (`NX` to create a generation or take a lease), `PEXPIRE` (to keep a counter alive as
@@ -16,12 +18,15 @@
 //! is the caller's (`EVALSHA`, `SCRIPT LOAD` when Redis does not know it yet).
 
 use std::future::Future;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+use super::redis_sync::{Conn, Pool};
 use super::{Backend, KeyInfo, MAX_TTL, ScanPage, io};
+use crate::blocking;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Removes a lease only while it holds the caller's token (KEYS: lease; ARGV: token): the one
@@ -35,6 +40,8 @@ return 0
 pub(crate) struct RedisBackend {
     client: redis::Client,
     conn: ConnectionManager,
+    /// Synchronous connections for blocking calls ([`crate::blocking`]).
+    pool: Arc<Pool>,
     timeout: Duration,
     delete_if: redis::Script,
     /// `CacheBuilder::wait_for_replicas`: replicas every invalidation must reach, and how
@@ -67,6 +74,7 @@ impl RedisBackend {
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(500));
+        let pool = Pool::new(client.clone());
         let conn = io::enter(|| ConnectionManager::new_lazy_with_config(client.clone(), config))
             .map_err(|e| {
                 Error::with_source(ErrorKind::Config, "cannot set up the Redis connection", e)
@@ -74,6 +82,7 @@ impl RedisBackend {
         Ok(RedisBackend {
             client,
             conn,
+            pool,
             timeout,
             delete_if: redis::Script::new(DELETE_IF),
             wait,
@@ -93,7 +102,7 @@ impl RedisBackend {
     /// Runs one operation within the timeout; once more when the connection was dropped.
     async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         self.run_within(op, self.timeout, f).await
@@ -102,15 +111,15 @@ impl RedisBackend {
     /// [`run`](Self::run) with a bound of its own.
     async fn run_within<T, F, Fut>(&self, op: &'static str, bound: Duration, f: F) -> Result<T>
     where
-        F: Fn(ConnectionManager) -> Fut,
+        F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let deadline = tokio::time::Instant::now() + bound;
-        let mut answer = tokio::time::timeout_at(deadline, f(self.conn.clone())).await;
+        let deadline = Instant::now() + bound;
+        let mut answer = blocking::timeout_at(deadline, self.send(&f, deadline)).await;
         if let Ok(Err(e)) = &answer
             && (e.is_connection_dropped() || e.is_unrecoverable_error())
         {
-            answer = tokio::time::timeout_at(deadline, f(self.conn.clone())).await;
+            answer = blocking::timeout_at(deadline, self.send(&f, deadline)).await;
         }
         match answer {
             Ok(Ok(v)) => Ok(v),
@@ -121,6 +130,21 @@ impl RedisBackend {
                 format!("{op}: no answer from Redis within {bound:?}"),
             )),
         }
+    }
+
+    /// Sends one operation on the connection of this kind of call: the multiplexed one, or a
+    /// pooled synchronous one in a blocking call ([`crate::blocking`]).
+    async fn send<T, F, Fut>(&self, f: &F, deadline: Instant) -> redis::RedisResult<T>
+    where
+        F: Fn(Conn) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let conn = if blocking::active() {
+            Conn::Blocking(self.pool.get(deadline)?)
+        } else {
+            Conn::Async(self.conn.clone())
+        };
+        f(conn).await
     }
 
     /// Sends a `PING` (used to warm the connection up front).

@@ -1,4 +1,5 @@
-//! The process default cache: [`install`], [`scope`], [`current`] (Django's `"default"`).
+//! The process default cache: [`install`], [`scope`], [`scope_blocking`], [`current`]
+//! (Django's `"default"`).
 
 use std::sync::RwLock;
 
@@ -46,6 +47,24 @@ pub fn installed() -> Option<Cache> {
 /// ```
 pub async fn scope<F: std::future::Future>(cache: Cache, fut: F) -> F::Output {
     SCOPED.scope(cache, fut).await
+}
+
+/// Runs `f` with `cache` as the default for every cached call it makes on this thread: the
+/// [`scope`] of blocking code (a sync `#[cached_query]` called from `f`, at any depth).
+///
+/// ```
+/// let cache = cache_runtime::block_on(cache_runtime::Cache::from_url("memory://")).unwrap();
+/// let same = cache_runtime::scope_blocking(cache.clone(), || cache_runtime::current().unwrap());
+/// assert_eq!(same.prefix(), cache.prefix());
+/// assert!(cache_runtime::current().is_none(), "only inside");
+/// ```
+pub fn scope_blocking<T>(cache: Cache, f: impl FnOnce() -> T) -> T {
+    SCOPED.sync_scope(cache, f)
+}
+
+/// The cache [`scope`]d (or [`scope_blocking`]ed) here, if any.
+pub(crate) fn scoped() -> Option<Cache> {
+    SCOPED.try_with(Cache::clone).ok()
 }
 
 /// The cache a cached function would use here: the task's [`scope`], else the

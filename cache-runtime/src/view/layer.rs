@@ -21,7 +21,8 @@ use crate::cache::Cache;
 /// has its function path.
 ///
 /// Put it on an axum `Router` (or a sub-router, before `nest`ing it) with
-/// `Router::layer`, or in front of any `tower::Service<http::Request<_>>`.
+/// `Router::layer`, or in front of any `tower::Service<http::Request<_>>`; with the `actix`
+/// feature, on an actix-web `App` or `Scope` with `wrap` (see `view::actix`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -57,13 +58,14 @@ use crate::cache::Cache;
 #[derive(Debug, Clone)]
 #[must_use]
 pub struct CacheLayer {
-    config: Arc<Config>,
+    pub(super) config: Arc<Config>,
 }
 
+/// A layer's settings, shared by its tower service and its actix middleware.
 #[derive(Debug, Clone)]
-struct Config {
+pub(super) struct Config {
     ttl: Duration,
-    cache: Option<Cache>,
+    pub(super) cache: Option<Cache>,
     vary: Vec<String>,
     statuses: Vec<u16>,
     tags: Vec<String>,
@@ -71,6 +73,23 @@ struct Config {
     lease: Option<bool>,
     early: Option<f64>,
     stale: Duration,
+}
+
+impl Config {
+    /// The view rules of a layer: named `layer` in keys, logs and metrics.
+    pub(super) fn rules(&self) -> Rules<'_, String> {
+        Rules {
+            name: "layer",
+            version: self.version,
+            ttl: Some(self.ttl),
+            vary: &self.vary,
+            statuses: &self.statuses,
+            tags: &self.tags,
+            lease: self.lease,
+            early: self.early,
+            stale: self.stale,
+        }
+    }
 }
 
 impl CacheLayer {
@@ -251,20 +270,9 @@ where
             request.extensions(),
         );
         Box::pin(async move {
-            let rules = Rules {
-                name: "layer",
-                version: config.version,
-                ttl: Some(config.ttl),
-                vary: &config.vary,
-                statuses: &config.statuses,
-                tags: &config.tags,
-                lease: config.lease,
-                early: config.early,
-                stale: config.stale,
-            };
             let cache = resolve(config.cache.clone(), "layer");
             let run = Box::pin(async move { inner.call(request).await });
-            serve(&rules, cache, &view_request, run).await
+            serve(&config.rules(), cache, &view_request, run).await
         })
     }
 }

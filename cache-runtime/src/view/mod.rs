@@ -72,6 +72,8 @@
 //! # });
 //! ```
 
+#[cfg(feature = "actix")]
+pub mod actix;
 #[cfg(feature = "axum")]
 mod adapter;
 mod body;

@@ -1,8 +1,8 @@
 use cache_runtime::cached_query;
 
 #[cached_query(key = "user:{id}")]
-fn user(id: u32) -> Option<String> {
-    Some(id.to_string())
+const fn user(id: u32) -> u32 {
+    id
 }
 
 fn main() {}
