@@ -53,15 +53,23 @@ impl Cache {
         site: Site,
     ) -> Result<()> {
         let value = Bytes::copy_from_slice(&rand::random::<u64>().to_le_bytes());
-        let key = self.inner.layout.generation(name);
+        let mut keys = self.inner.layout.replaced(name, entry.as_deref());
         let started = Instant::now();
         let span = tracing::info_span!("cache.invalidate", generation = name, site = %site);
-        let result = self
-            .inner
-            .backend
-            .replace_and_delete(key, value, entry)
-            .instrument(span.clone())
-            .await;
+        let backend = &self.inner.backend;
+        let result = async {
+            match keys.pop() {
+                Some(key) if keys.is_empty() => backend.replace_and_delete(key, value, entry).await,
+                // The copies of a counter on a cluster, one per bucket.
+                Some(key) => {
+                    keys.push(key);
+                    backend.replace_all(keys, value).await
+                }
+                None => Ok(()),
+            }
+        }
+        .instrument(span.clone())
+        .await;
         self.observed_invalidation(name, site, started.elapsed(), &result);
         match &result {
             Ok(()) => span.in_scope(|| tracing::debug!("cache invalidated")),

@@ -32,3 +32,14 @@ pub(crate) fn enter<T>(f: impl FnOnce() -> T) -> T {
     let _guard = handle().enter();
     f()
 }
+
+/// Runs `future` on the I/O runtime, so that what it sets up (a cluster connection's tasks)
+/// outlives the caller's runtime.
+#[cfg(feature = "cluster")]
+pub(crate) fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    handle().spawn(future)
+}
