@@ -201,24 +201,38 @@ impl RedisCluster {
         }
     }
 
-    /// The sum over live primaries of the calls of `command` (lower case, e.g. `mget`) in
-    /// `INFO commandstats`, and on how many primaries that count is not zero.
-    pub fn calls(&self, command: &str) -> (u64, usize) {
+    /// The calls of `command` (lower case, e.g. `mget`) in `INFO commandstats` of each live
+    /// node, in the order of [`nodes`](Self::nodes) (killed nodes left out).
+    pub fn calls(&self, command: &str) -> Vec<u64> {
         let needle = format!("cmdstat_{command}:calls=");
-        let mut total = 0;
-        let mut nodes = 0;
-        for node in self.nodes.iter().filter(|n| n.pid().is_some()) {
-            let stats = cli(node.port(), &["INFO", "commandstats"]);
-            let calls: u64 = stats
-                .lines()
-                .find_map(|l| l.strip_prefix(&needle))
-                .and_then(|rest| rest.split(',').next())
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
-            total += calls;
-            nodes += usize::from(calls > 0);
-        }
-        (total, nodes)
+        self.nodes
+            .iter()
+            .filter(|n| n.pid().is_some())
+            .map(|node| {
+                cli(node.port(), &["INFO", "commandstats"])
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&needle))
+                    .and_then(|rest| rest.split(',').next())
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0)
+            })
+            .collect()
+    }
+
+    /// How many keys starting with `prefix` each live node holds (`SCAN`, through
+    /// `redis-cli --scan`), in the order of [`nodes`](Self::nodes).
+    pub fn keys_per_node(&self, prefix: &str) -> Vec<usize> {
+        let pattern = format!("{prefix}*");
+        self.nodes
+            .iter()
+            .filter(|n| n.pid().is_some())
+            .map(|node| {
+                cli(node.port(), &["--scan", "--pattern", &pattern])
+                    .lines()
+                    .filter(|l| !l.is_empty())
+                    .count()
+            })
+            .collect()
     }
 
     /// `CONFIG RESETSTAT` on every live node.

@@ -133,9 +133,12 @@ impl ClusterBackend {
         timeout: Duration,
         wait: Option<(u32, Duration)>,
     ) -> Result<Self> {
+        // Every operation is bounded by `timeout` here; only an invalidation's `WAIT` may take
+        // longer, so the client's own bound leaves room for it.
+        let longest = timeout.saturating_add(wait.map_or(Duration::ZERO, |(_, wait)| wait));
         let client = ClusterClient::builder(seeds)
             .connection_timeout(timeout)
-            .response_timeout(timeout)
+            .response_timeout(longest)
             .retries(2)
             .min_retry_wait(5)
             .max_retry_wait(100)
