@@ -170,6 +170,7 @@ pub(crate) const SLOTS: usize = 16_384;
 
 /// The hash slot of `key` on a Redis Cluster: CRC16 (XMODEM) of its hash tag, the text
 /// between its first `{` and the next `}` when that is not empty, else of the whole key.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 pub(crate) fn slot(key: &[u8]) -> usize {
     let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
         let rest = &key[open + 1..];
@@ -197,6 +198,7 @@ fn crc16(data: &[u8]) -> u16 {
 
 /// The hash tags of `buckets` buckets (a power of two up to [`SLOTS`]), each `{T}:` with `T`
 /// the shortest text of `[0-9a-z]` found whose slot is bucket `b`'s: `b × SLOTS / buckets`.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
 fn bucket_tags(buckets: usize) -> Vec<String> {
     const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
     let stride = SLOTS / buckets;
@@ -212,7 +214,7 @@ fn bucket_tags(buckets: usize) -> Vec<String> {
                 rest /= ALPHABET.len();
             }
             let slot = usize::from(crc16(&text)) % SLOTS;
-            if slot % stride == 0 && tags[slot / stride].is_empty() {
+            if slot.is_multiple_of(stride) && tags[slot / stride].is_empty() {
                 let tag = std::str::from_utf8(&text).expect("ASCII");
                 tags[slot / stride] = format!("{{{tag}}}:");
                 missing -= 1;
@@ -240,6 +242,7 @@ impl Layout {
 
     /// The layout on a Redis Cluster, with `buckets` buckets (a power of two, 1 to
     /// [`SLOTS`]; checked by the builder).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
     pub(crate) fn cluster(prefix: &str, buckets: usize) -> Layout {
         debug_assert!(buckets.is_power_of_two() && buckets <= SLOTS);
         Layout {
@@ -358,7 +361,7 @@ impl Layout {
         let tag = &tag[..tag.find('}')?];
         let slot = usize::from(crc16(tag.as_bytes())) % SLOTS;
         let stride = SLOTS / tags.len();
-        (slot % stride == 0).then_some(slot / stride)
+        slot.is_multiple_of(stride).then_some(slot / stride)
     }
 
     /// What every key of this cache starts with.

@@ -124,7 +124,7 @@ pub(crate) enum AnyBackend {
     #[cfg(feature = "redis")]
     Redis(redis::RedisBackend),
     #[cfg(feature = "cluster")]
-    Cluster(cluster::ClusterBackend),
+    Cluster(Box<cluster::ClusterBackend>),
 }
 
 macro_rules! dispatch {

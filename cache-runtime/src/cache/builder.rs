@@ -266,6 +266,7 @@ impl CacheBuilder {
                 self.prefix
             )));
         }
+        #[cfg_attr(not(feature = "cluster"), allow(unused_mut))]
         let mut layout = Layout::new(&self.prefix);
         let backend = match parse_url(&self.url)? {
             Location::Memory if self.wait_for_replicas.is_some() => {
@@ -304,7 +305,7 @@ impl CacheBuilder {
                     self.timeout,
                     self.wait_for_replicas,
                 )?;
-                AnyBackend::Cluster(backend)
+                AnyBackend::Cluster(Box::new(backend))
             }
         };
         let hints = moka::sync::Cache::builder()
