@@ -547,6 +547,10 @@ async fn a_request_emits_miss_fill_hit_and_invalidate() {
     let seen = Seen::default();
     let _guard = tracing::subscriber::set_default(seen.clone());
     let (cache, _) = test_cache(Backend::Memory, "traced", |b| b).await;
+    // Other tests of this binary, on threads without this subscriber, may have registered
+    // the cache's callsites while `set_default` was registering it (tracing then caches
+    // "never" for them): ask every callsite again, now that this subscriber is known.
+    tracing::callsite::rebuild_interest_cache();
     cache_runtime::scope(cache.clone(), async {
         traced().await;
         traced().await;
