@@ -22,7 +22,9 @@
 
 use std::cell::Cell;
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(feature = "redis")]
+use std::time::Instant;
 
 thread_local! {
     static BLOCKING: Cell<bool> = const { Cell::new(false) };
@@ -68,6 +70,7 @@ pub(crate) async fn sleep(duration: Duration) {
 
 /// `fut`, unless `deadline` passes first (`Err`). In a blocking call `fut` is bounded by the
 /// deadline itself (its sockets' timeouts are set from it), so it is simply awaited.
+#[cfg(feature = "redis")]
 pub(crate) async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Result<F::Output, Elapsed> {
     if active() {
         return Ok(fut.await);
@@ -78,6 +81,7 @@ pub(crate) async fn timeout_at<F: Future>(deadline: Instant, fut: F) -> Result<F
 }
 
 /// A deadline passed.
+#[cfg(feature = "redis")]
 #[derive(Debug)]
 pub(crate) struct Elapsed;
 

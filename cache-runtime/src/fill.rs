@@ -601,16 +601,17 @@ pub(crate) async fn start(
 ) -> crate::Result<Vec<Dep>> {
     let layout = &cache.inner.layout;
     let offer = || Bytes::copy_from_slice(&rand::random::<u64>().to_le_bytes());
-    let items = own
+    let items: Vec<_> = own
         .iter()
         .map(|(n, ttl)| (layout.generation(n), offer(), *ttl))
         .collect();
+    let first = items.first().map(|(key, _, _)| key.clone());
     let backend = &cache.inner.backend;
     let values = cache
         .guarded(
             name,
             "generations",
-            None,
+            first.as_deref(),
             crate::backend::Backend::get_or_create(backend, items),
         )
         .await?;

@@ -68,15 +68,23 @@ impl Cache {
         site: Site,
     ) -> Result<()> {
         let value = Bytes::copy_from_slice(&rand::random::<u64>().to_le_bytes());
-        let key = self.inner.layout.generation(name);
+        let mut keys = self.inner.layout.replaced(name, entry.as_deref());
         let started = Instant::now();
         let span = tracing::info_span!("cache.invalidate", generation = name, site = %site);
-        let mut result = self
-            .inner
-            .backend
-            .replace_and_delete(key, value, entry)
-            .instrument(span.clone())
-            .await;
+        let backend = &self.inner.backend;
+        let mut result = async {
+            match keys.pop() {
+                Some(key) if keys.is_empty() => backend.replace_and_delete(key, value, entry).await,
+                // The copies of a counter on a cluster, one per bucket.
+                Some(key) => {
+                    keys.push(key);
+                    backend.replace_all(keys, value).await
+                }
+                None => Ok(()),
+            }
+        }
+        .instrument(span.clone())
+        .await;
         if result.is_ok() {
             result = self
                 .announce(Change::Generation(name))
@@ -101,12 +109,12 @@ impl Cache {
         if let crate::backend::AnyBackend::Redis(redis) = &self.inner.backend {
             let own = self.inner.l1.as_deref();
             let names = self.inner.layout.l1();
-            return crate::l1::announce(redis.connection(), &names, change, own, ANNOUNCE_BUDGET)
+            return crate::l1::announce(redis, &names, change, own, ANNOUNCE_BUDGET)
                 .await
                 .map_err(|e| {
                     Error::with_source(
-                        crate::ErrorKind::Backend,
-                        "the invalidation is in Redis, but not every instance's L1 confirmed it",
+                        e.kind(),
+                        "the change is in Redis, but not every instance's L1 confirmed it",
                         e,
                     )
                 });

@@ -134,18 +134,102 @@ pub fn bound(key: String) -> String {
 
 /// Where one cache's keys live: every stored key and generation name is built here.
 ///
+/// On one Redis (and in memory):
+///
 /// | what | stored key |
 /// |---|---|
 /// | a value (query, page, `Cache::set`) | `{prefix}:{logical}` (see [`query`], [`view`], [`plain`]) |
 /// | a generation counter | `{prefix}:gen:{name}` (see [`generation`]) |
 /// | the lease of a value | `{prefix}:lease:{logical}` |
 /// | the L1 protocol | `{prefix}:l1` (channel), `{prefix}:l1:instances`, `{prefix}:l1:ack:{id}` |
+///
+/// On a Redis Cluster ([`Layout::cluster`]) every value belongs to one of `B` *buckets*
+/// (`crc16(logical) mod B`), each bucket pinned to one hash slot by a hash tag `{T}` (slots
+/// evenly spaced over the 16,384, so buckets spread over the primaries as slots do), and
+/// every generation counter has one copy per bucket, named `{name}@{bucket}` where values
+/// record it. A value, its lease and the copies of every counter it records live in its
+/// bucket's slot: a hit is one `MGET` on one node, an entry's invalidation one
+/// `MULTI`/`EXEC` on one slot, and no counter is read by more than one bucket's values.
+///
+/// | what | stored key |
+/// |---|---|
+/// | a value | `{prefix}:{T}:{logical}` |
+/// | copy `b` of a generation counter (recorded as `{name}@{b}`) | `{prefix}:{T_b}:gen:{name}` |
+/// | the lease of a value | `{prefix}:{T}:lease:{logical}` |
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
     /// `{prefix}:`, which every key of the cache starts with.
     root: String,
     /// `{prefix}:gen:`.
     gen_root: String,
+    /// On a cluster: the hash tag of each bucket (`{T}:`, with braces and colon).
+    buckets: Option<std::sync::Arc<[String]>>,
+}
+
+/// Hash slots of a Redis Cluster.
+pub(crate) const SLOTS: usize = 16_384;
+
+/// The hash slot of `key` on a Redis Cluster: CRC16 (XMODEM) of its hash tag, the text
+/// between its first `{` and the next `}` when that is not empty, else of the whole key.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+pub(crate) fn slot(key: &[u8]) -> usize {
+    let tagged = key.iter().position(|&b| b == b'{').and_then(|open| {
+        let rest = &key[open + 1..];
+        let close = rest.iter().position(|&b| b == b'}')?;
+        (close > 0).then(|| &rest[..close])
+    });
+    usize::from(crc16(tagged.unwrap_or(key))) % SLOTS
+}
+
+/// CRC16-CCITT (XMODEM), the hash of Redis Cluster.
+fn crc16(data: &[u8]) -> u16 {
+    let mut crc: u16 = 0;
+    for &byte in data {
+        crc ^= u16::from(byte) << 8;
+        for _ in 0..8 {
+            crc = if crc & 0x8000 != 0 {
+                (crc << 1) ^ 0x1021
+            } else {
+                crc << 1
+            };
+        }
+    }
+    crc
+}
+
+/// The hash tags of `buckets` buckets (a power of two up to [`SLOTS`]), each `{T}:` with `T`
+/// the shortest text of `[0-9a-z]` found whose slot is bucket `b`'s: `b × SLOTS / buckets`.
+#[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+fn bucket_tags(buckets: usize) -> Vec<String> {
+    const ALPHABET: &[u8] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    let stride = SLOTS / buckets;
+    let mut tags = vec![String::new(); buckets];
+    let mut missing = buckets;
+    let mut text = Vec::with_capacity(4);
+    'lengths: for len in 1..=4u32 {
+        for n in 0..ALPHABET.len().pow(len) {
+            text.clear();
+            let mut rest = n;
+            for _ in 0..len {
+                text.push(ALPHABET[rest % ALPHABET.len()]);
+                rest /= ALPHABET.len();
+            }
+            let slot = usize::from(crc16(&text)) % SLOTS;
+            if slot.is_multiple_of(stride) && tags[slot / stride].is_empty() {
+                let tag = std::str::from_utf8(&text).expect("ASCII");
+                tags[slot / stride] = format!("{{{tag}}}:");
+                missing -= 1;
+                if missing == 0 {
+                    break 'lengths;
+                }
+            }
+        }
+    }
+    assert_eq!(
+        missing, 0,
+        "every slot has a tag of at most four characters"
+    );
+    tags
 }
 
 impl Layout {
@@ -153,31 +237,113 @@ impl Layout {
         Layout {
             root: format!("{prefix}:"),
             gen_root: format!("{prefix}:gen:"),
+            buckets: None,
         }
     }
 
-    /// The stored key of a value: `{prefix}:{logical}`.
+    /// The layout on a Redis Cluster, with `buckets` buckets (a power of two, 1 to
+    /// [`SLOTS`]; checked by the builder).
+    #[cfg_attr(not(feature = "cluster"), allow(dead_code))]
+    pub(crate) fn cluster(prefix: &str, buckets: usize) -> Layout {
+        debug_assert!(buckets.is_power_of_two() && buckets <= SLOTS);
+        Layout {
+            buckets: Some(bucket_tags(buckets).into()),
+            ..Layout::new(prefix)
+        }
+    }
+
+    /// The bucket of the value stored under `logical`, on a cluster.
+    fn bucket(tags: &[String], logical: &str) -> usize {
+        usize::from(crc16(logical.as_bytes())) % tags.len()
+    }
+
+    /// The stored key of a value: `{prefix}:{logical}` (on a cluster `{prefix}:{T}:{logical}`).
     pub(crate) fn entry(&self, logical: &str) -> String {
-        let mut key = String::with_capacity(self.root.len() + logical.len());
+        let tag = match &self.buckets {
+            Some(tags) => tags[Self::bucket(tags, logical)].as_str(),
+            None => "",
+        };
+        let mut key = String::with_capacity(self.root.len() + tag.len() + logical.len());
         key.push_str(&self.root);
+        key.push_str(tag);
         key.push_str(logical);
         key
     }
 
-    /// The stored key of a generation counter: `{prefix}:gen:{name}`.
+    /// The generation names a value stored under `logical` records, from the names of
+    /// what it depends on (`own`, from [`generation`]): the same on one Redis; on a
+    /// cluster each name's copy in the value's bucket, `{name}@{bucket}`.
+    pub(crate) fn own(
+        &self,
+        logical: &str,
+        mut own: Vec<(String, Option<std::time::Duration>)>,
+    ) -> Vec<(String, Option<std::time::Duration>)> {
+        if let Some(tags) = &self.buckets {
+            let bucket = Self::bucket(tags, logical);
+            for (name, _) in &mut own {
+                let _ = write!(name, "@{bucket}");
+            }
+        }
+        own
+    }
+
+    /// The stored key of a generation counter: `{prefix}:gen:{name}`; on a cluster, for a
+    /// name recorded as `{name}@{bucket}`, `{prefix}:{T_bucket}:gen:{name}`.
     pub(crate) fn generation(&self, name: &str) -> String {
-        let mut key = String::with_capacity(self.gen_root.len() + name.len());
-        key.push_str(&self.gen_root);
-        key.push_str(name);
+        let copy = self.buckets.as_ref().and_then(|tags| {
+            let (base, bucket) = name.rsplit_once('@')?;
+            let tag = tags.get(bucket.parse::<usize>().ok()?)?;
+            Some((base, tag.as_str()))
+        });
+        let Some((base, tag)) = copy else {
+            let mut key = String::with_capacity(self.gen_root.len() + name.len());
+            key.push_str(&self.gen_root);
+            key.push_str(name);
+            return key;
+        };
+        let mut key = String::with_capacity(self.root.len() + tag.len() + 4 + base.len());
+        key.push_str(&self.root);
+        key.push_str(tag);
+        key.push_str("gen:");
+        key.push_str(base);
         key
     }
 
+    /// The stored keys an invalidation of the generation `name` (unqualified, from
+    /// [`generation`]) replaces: the one counter on one Redis; on a cluster, the copy in
+    /// the bucket of `entry` (a stored key from [`Layout::entry`], for an entry's own
+    /// counter), or else the copy in every bucket.
+    pub(crate) fn replaced(&self, name: &str, entry: Option<&str>) -> Vec<String> {
+        let Some(tags) = &self.buckets else {
+            return vec![self.generation(name)];
+        };
+        let logical = entry.and_then(|e| e.strip_prefix(self.root.as_str()));
+        let logical = logical.map(|rest| match rest.find("}:") {
+            Some(end) if rest.starts_with('{') => &rest[end + 2..],
+            _ => rest,
+        });
+        match logical {
+            Some(logical) => {
+                vec![self.generation(&format!("{name}@{}", Self::bucket(tags, logical)))]
+            }
+            None => (0..tags.len())
+                .map(|b| self.generation(&format!("{name}@{b}")))
+                .collect(),
+        }
+    }
+
     /// The key of the lease of the value stored under `entry` (a key from [`Layout::entry`]):
-    /// `{prefix}:lease:{logical}`.
+    /// `{prefix}:lease:{logical}` (on a cluster `{prefix}:{T}:lease:{logical}`, in the
+    /// value's slot).
     pub(crate) fn lease(&self, entry: &str) -> String {
-        let logical = entry.strip_prefix(&self.root).unwrap_or(entry);
-        let mut key = String::with_capacity(self.root.len() + 6 + logical.len());
+        let rest = entry.strip_prefix(&self.root).unwrap_or(entry);
+        let (tag, logical) = match rest.find("}:") {
+            Some(end) if self.buckets.is_some() && rest.starts_with('{') => rest.split_at(end + 2),
+            _ => ("", rest),
+        };
+        let mut key = String::with_capacity(self.root.len() + tag.len() + 6 + logical.len());
         key.push_str(&self.root);
+        key.push_str(tag);
         key.push_str("lease:");
         key.push_str(logical);
         key
@@ -200,6 +366,22 @@ impl Layout {
         format!("{}l1:", self.root)
     }
 
+    /// How many buckets the keys are spread over: 0 off a cluster.
+    pub(crate) fn buckets(&self) -> usize {
+        self.buckets.as_ref().map_or(0, |tags| tags.len())
+    }
+
+    /// On a cluster, the bucket of a stored key (a value, a lease or a counter's copy) from
+    /// its hash tag; `None` elsewhere and for keys of no bucket.
+    pub(crate) fn bucket_of(&self, stored: &str) -> Option<usize> {
+        let tags = self.buckets.as_ref()?;
+        let tag = stored.strip_prefix(self.root.as_str())?.strip_prefix('{')?;
+        let tag = &tag[..tag.find('}')?];
+        let slot = usize::from(crc16(tag.as_bytes())) % SLOTS;
+        let stride = SLOTS / tags.len();
+        slot.is_multiple_of(stride).then_some(slot / stride)
+    }
+
     /// What every key of this cache starts with.
     pub(crate) fn root(&self) -> &str {
         &self.root
@@ -214,8 +396,16 @@ impl Layout {
     /// | `{prefix}:{version}:view:{function}:{request}` | [`Stored::View`]`(function)` |
     /// | `{prefix}:{version}:{name}[:{args}]` | [`Stored::Value`]`(name)`: the function path, or a `key` template's head up to its first `:` |
     /// | anything else under the prefix | [`Stored::Other`] |
+    ///
+    /// On a cluster, the bucket's tag after the prefix is skipped first.
     pub(crate) fn read<'k>(&self, stored: &'k str) -> Option<Stored<'k>> {
-        let rest = stored.strip_prefix(self.root.as_str())?;
+        let mut rest = stored.strip_prefix(self.root.as_str())?;
+        if self.buckets.is_some()
+            && rest.starts_with('{')
+            && let Some(end) = rest.find("}:")
+        {
+            rest = &rest[end + 2..];
+        }
         if let Some(name) = rest.strip_prefix("gen:") {
             return Some(Stored::Generation(name));
         }
@@ -848,6 +1038,79 @@ mod tests {
             let page = layout.entry(&view(1, "app::views::page", "GET:http://h/p?q=1"));
             assert_eq!(layout.read(&page), Some(Stored::View("app::views::page")));
         }
+    }
+
+    #[test]
+    fn slots_are_redis_cluster_slots() {
+        // The check value of CRC16/XMODEM, and slots `CLUSTER KEYSLOT` gives.
+        assert_eq!(crc16(b"123456789"), 0x31C3);
+        assert_eq!(slot(b"foo"), 12182);
+        assert_eq!(slot(b"{user1000}.following"), slot(b"{user1000}.followers"));
+        assert_eq!(
+            slot(b"foo{}{bar}"),
+            usize::from(crc16(b"foo{}{bar}")) % SLOTS
+        );
+        assert_eq!(slot(b"foo{{bar}}zap"), slot(b"{bar"));
+    }
+
+    #[test]
+    fn bucket_tags_pin_evenly_spaced_slots() {
+        for buckets in [1, 3 + 1, 64, SLOTS] {
+            let tags = bucket_tags(buckets);
+            for (b, tag) in tags.iter().enumerate() {
+                assert!(tag.len() <= 7 && tag.ends_with("}:"), "{tag}");
+                assert_eq!(slot(tag.as_bytes()), b * (SLOTS / buckets), "{tag}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_value_its_lease_and_its_counters_share_a_slot_on_a_cluster() {
+        let layout = Layout::cluster("app", 64);
+        let logical = query(1, "app::users::get", None, &["7".into()]).unwrap();
+        let entry = layout.entry(&logical);
+        assert!(entry.starts_with("app:{") && entry.ends_with("}:1:app::users::get:7"));
+        let own = layout.own(
+            &logical,
+            vec![
+                (generation::ALL.to_owned(), None),
+                (generation::entry(&logical), None),
+            ],
+        );
+        let bucket = layout.bucket_of(&entry).unwrap();
+        assert_eq!(own[0].0, format!("all@{bucket}"));
+        let counters: Vec<String> = own.iter().map(|(n, _)| layout.generation(n)).collect();
+        for key in counters.iter().chain([&layout.lease(&entry)]) {
+            assert_eq!(slot(key.as_bytes()), slot(entry.as_bytes()), "{key}");
+            assert_eq!(layout.bucket_of(key), Some(bucket));
+        }
+        assert!(
+            layout
+                .lease(&entry)
+                .ends_with("}:lease:1:app::users::get:7")
+        );
+        // An entry's invalidation replaces its own copy, beside it; a shared counter's, all.
+        let name = generation::entry(&logical);
+        assert_eq!(layout.replaced(&name, Some(&entry)), [counters[1].clone()]);
+        let all = layout.replaced(generation::ALL, None);
+        assert_eq!(all.len(), 64);
+        assert!(all.contains(&counters[0]));
+        // Read back as on one Redis.
+        assert_eq!(layout.read(&entry), Some(Stored::Value("app::users::get")));
+        assert_eq!(layout.read(&counters[0]), Some(Stored::Generation("all")));
+        // Values of one function spread over the buckets.
+        let buckets: std::collections::BTreeSet<usize> = (0..1000)
+            .map(|i| {
+                let logical = query(1, "f", None, &[i.to_string()]).unwrap();
+                layout.bucket_of(&layout.entry(&logical)).unwrap()
+            })
+            .collect();
+        assert_eq!(buckets.len(), 64);
+        // One Redis: nothing changes.
+        let single = Layout::new("app");
+        assert_eq!(single.own(&logical, vec![("all".into(), None)])[0].0, "all");
+        assert_eq!(single.replaced("all", None), ["app:gen:all"]);
+        assert_eq!(single.bucket_of(&single.entry(&logical)), None);
     }
 
     #[test]

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 
+use crate::backend::redis::RedisBackend;
 use crate::envelope::Opened;
 pub(crate) use crate::invalidate::Change;
 
@@ -219,8 +220,12 @@ pub(crate) fn start(
         ConnectionManager::new_lazy_with_config(client.clone(), config)
     })?;
     let weak = Arc::downgrade(l1);
-    crate::backend::io::spawn(subscribe(weak.clone(), client, conn.clone()));
-    crate::backend::io::spawn(heartbeat(weak, conn));
+    drop(crate::backend::io::spawn(subscribe(
+        weak.clone(),
+        client,
+        conn.clone(),
+    )));
+    drop(crate::backend::io::spawn(heartbeat(weak, conn)));
     Ok(())
 }
 
@@ -332,29 +337,35 @@ async fn heartbeat(l1: Weak<L1>, mut conn: ConnectionManager) {
 /// Publishes `change` (already made in Redis) and waits until every instance listed as
 /// trusting its L1 has acknowledged it or stopped trusting. `own` is this instance's L1,
 /// applied at once. With no other instance trusting its L1, nothing is published: one that
-/// trusts again later starts from an empty L1.
+/// trusts again later starts from an empty L1. Each command is bounded by the cache's
+/// timeout (and runs on a blocking call's connection in one); the wait, by `budget`.
 pub(crate) async fn announce(
-    mut conn: ConnectionManager,
+    redis: &RedisBackend,
     names: &Names,
     change: Change<'_>,
     own: Option<&L1>,
     budget: Duration,
-) -> redis::RedisResult<()> {
+) -> crate::Result<()> {
     if let Some(l1) = own {
         l1.take(change);
     }
-    let ((secs, micros), instances): ((u64, u64), Vec<(String, u64)>) = redis::pipe()
-        .cmd("TIME")
-        .cmd("ZRANGE")
-        .arg(&names.instances)
-        .arg(0)
-        .arg(-1)
-        .arg("WITHSCORES")
-        .query_async(&mut conn)
+    let instances = &names.instances;
+    let ((secs, micros), listed): ((u64, u64), Vec<(String, u64)>) = redis
+        .run("L1 instances", |mut c| async move {
+            redis::pipe()
+                .cmd("TIME")
+                .cmd("ZRANGE")
+                .arg(instances)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(&mut c)
+                .await
+        })
         .await?;
     let now_ms = secs * 1000 + micros / 1000;
     let own_id = own.map(|l1| l1.id.as_str());
-    let mut pending: HashMap<String, u64> = instances
+    let mut pending: HashMap<String, u64> = listed
         .into_iter()
         .filter(|(member, until)| *until > now_ms && Some(member.as_str()) != own_id)
         .collect();
@@ -362,26 +373,32 @@ pub(crate) async fn announce(
         return Ok(());
     }
     let id = format!("{:016x}", rand::random::<u64>());
-    let message = match change {
+    let message = &match change {
         Change::Generation(name) => format!("inv {id} {name}"),
         Change::Entry(key) => format!("del {id} {key}"),
     };
-    redis::cmd("PUBLISH")
-        .arg(&names.channel)
-        .arg(message)
-        .exec_async(&mut conn)
+    let channel = &names.channel;
+    redis
+        .run("L1 publish", |mut c| async move {
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(message)
+                .exec_async(&mut c)
+                .await
+        })
         .await?;
     let started = Instant::now();
-    let ack = format!("{}{id}", names.ack_prefix);
+    let ack = &format!("{}{id}", names.ack_prefix);
     while !pending.is_empty() {
         // Back to back (paced by the round trip) while acknowledgements are due, then every
         // millisecond: a timer sleep alone would add a millisecond or two to every call.
         if started.elapsed() > BACK_TO_BACK {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            crate::blocking::sleep(Duration::from_millis(1)).await;
         }
-        let acked: Vec<String> = redis::cmd("SMEMBERS")
-            .arg(&ack)
-            .query_async(&mut conn)
+        let acked: Vec<String> = redis
+            .run("L1 acknowledgements", |mut c| async move {
+                redis::cmd("SMEMBERS").arg(ack).query_async(&mut c).await
+            })
             .await?;
         for member in acked {
             pending.remove(&member);
@@ -389,10 +406,13 @@ pub(crate) async fn announce(
         let now_ms = now_ms + u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         pending.retain(|_, until| *until > now_ms);
         if started.elapsed() > budget {
-            return Err(redis::RedisError::from((
-                redis::ErrorKind::Io,
-                "instances did not acknowledge the invalidation in time",
-            )));
+            return Err(crate::Error::new(
+                crate::ErrorKind::Timeout,
+                format!(
+                    "{} instance(s) did not acknowledge the invalidation within {budget:?}",
+                    pending.len()
+                ),
+            ));
         }
     }
     Ok(())

@@ -256,9 +256,10 @@ where
     let plan = cache.zip(key.logical).map(|(cache, logical)| {
         let ttl = spec.ttl(&cache);
         let freshness = spec.freshness(&cache);
+        let layout = &cache.inner.layout;
         Plan {
-            key: cache.inner.layout.entry(&logical),
-            own: spec.own(&logical, &key.tags, freshness.keep(ttl)),
+            key: layout.entry(&logical),
+            own: layout.own(&logical, spec.own(&logical, &key.tags, freshness.keep(ttl))),
             ttl,
             name: spec.function,
             freshness,

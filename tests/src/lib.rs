@@ -8,6 +8,9 @@
 //! - [`RedisServer::start`] gives a test its own server, which it may [`kill`](RedisServer::kill),
 //!   [`restart`](RedisServer::restart), [`pause`](RedisServer::pause) and
 //!   [`resume`](RedisServer::resume) to exercise failure handling.
+//! - [`redis_cluster_url`] gives the one Redis Cluster (three primaries) shared by every test
+//!   of a test binary that asks for it (or the cluster named by `CACHE_TEST_CLUSTER_URL`);
+//!   [`RedisCluster::start`] gives a test its own, with replicas, to kill a primary.
 //! - [`raw_connection`] opens a plain `redis` crate connection for tests that poke Redis
 //!   directly (read a raw value, delete a generation counter, ...).
 //!
@@ -41,7 +44,10 @@
 //! `timeout`) killed redis-server before the lifeline closed; the first server a later test
 //! process starts removes the directories of test processes that are gone.
 
+mod redis_cluster;
 mod redis_server;
+
+pub use redis_cluster::{CLUSTER_URL_ENV, NODE_TIMEOUT, RedisCluster, cli, redis_cluster_url};
 
 pub use redis_server::{
     MISSING_REDIS_SERVER, REDIS_URL_ENV, RedisServer, locate_redis_server, redis_server_url,
@@ -120,6 +126,27 @@ macro_rules! on_both_backends {
     };
 }
 
+/// The cluster variant of [`on_both_backends!`]: for each `case`, a `cluster::case` test that
+/// calls `case(Env::cluster("case").await)`, on the test binary's shared Redis Cluster
+/// ([`redis_cluster_url`]). Cases that poke a single server's keys by hand stay off it.
+///
+/// ```text
+/// cache_tests::on_cluster!(a_hit_skips_the_body, versions_do_not_share_entries);
+/// ```
+#[macro_export]
+macro_rules! on_cluster {
+    ($($case:ident),* $(,)?) => {
+        mod cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case(super::Env::cluster(stringify!($case)).await).await
+                }
+            )*
+        }
+    };
+}
+
 /// The backend a test case runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -127,28 +154,32 @@ pub enum Backend {
     Memory,
     /// The test binary's shared `redis-server` ([`redis_server_url`]).
     Redis,
+    /// The test binary's shared Redis Cluster ([`redis_cluster_url`]).
+    Cluster,
 }
 
-/// A cache of its own for one test: a [`unique_prefix`], and on Redis the shared server with
-/// a 2 s operation timeout (so a loaded CI machine does not turn slow answers into misses).
-/// `configure` adds the test's own settings. Returns the cache and, on Redis, its URL.
+/// A cache of its own for one test: a [`unique_prefix`], and on Redis the shared server (or
+/// cluster) with a 2 s operation timeout (so a loaded CI machine does not turn slow answers
+/// into misses). `configure` adds the test's own settings. Returns the cache and, on Redis
+/// (not on a cluster), its URL.
 pub async fn test_cache(
     backend: Backend,
     test: &str,
     configure: impl FnOnce(cache_runtime::CacheBuilder) -> cache_runtime::CacheBuilder,
 ) -> (cache_runtime::Cache, Option<String>) {
     let url = match backend {
-        Backend::Memory => None,
-        Backend::Redis => Some(redis_server_url()),
+        Backend::Memory => "memory://".to_owned(),
+        Backend::Redis => redis_server_url(),
+        Backend::Cluster => redis_cluster_url(),
     };
-    let mut builder = cache_runtime::Cache::builder(url.as_deref().unwrap_or("memory://"))
+    let mut builder = cache_runtime::Cache::builder(&url)
         .prefix(unique_prefix(test))
         .timeout(Duration::from_secs(2));
     if backend == Backend::Redis && with_l1() {
         builder = builder.l1(64 * 1024 * 1024);
     }
     let cache = configure(builder).build().await.expect("test cache");
-    (cache, url)
+    (cache, (backend == Backend::Redis).then_some(url))
 }
 
 /// Whether `CACHE_TEST_L1` asks for the Redis cases to run with an L1 in front

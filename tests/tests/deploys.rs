@@ -24,6 +24,11 @@ impl Env {
             cache: test_cache(Backend::Redis, test, |b| b).await.0,
         }
     }
+    async fn cluster(test: &str) -> Env {
+        Env {
+            cache: test_cache(Backend::Cluster, test, |b| b).await.0,
+        }
+    }
     async fn run<F: Future>(&self, f: F) -> F::Output {
         cache_runtime::scope(self.cache.clone(), f).await
     }
@@ -99,6 +104,10 @@ async fn profile_after(runs: &AtomicUsize) -> ProfileWithBio {
 }
 
 cache_tests::on_both_backends!(
+    a_reordered_struct_is_a_miss_not_swapped_fields,
+    values_with_field_names_follow_serde_defaults,
+);
+cache_tests::on_cluster!(
     a_reordered_struct_is_a_miss_not_swapped_fields,
     values_with_field_names_follow_serde_defaults,
 );

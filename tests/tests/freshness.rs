@@ -34,6 +34,11 @@ impl Env {
             cache: test_cache(Backend::Redis, test, |b| b).await.0,
         }
     }
+    async fn cluster(test: &str) -> Env {
+        Env {
+            cache: test_cache(Backend::Cluster, test, |b| b).await.0,
+        }
+    }
     async fn run<F: Future>(&self, f: F) -> F::Output {
         cache_runtime::scope(self.cache.clone(), f).await
     }
@@ -102,6 +107,14 @@ async fn patient(db: &Db) -> u32 {
 }
 
 cache_tests::on_both_backends!(
+    the_old_value_is_served_at_once_while_one_call_refreshes,
+    a_failed_refresh_serves_the_old_value_until_the_window_ends,
+    an_invalidated_value_is_never_served_stale,
+    early_refresh_recomputes_before_expiry,
+    pages_serve_stale_and_say_so,
+    layers_serve_stale_too,
+);
+cache_tests::on_cluster!(
     the_old_value_is_served_at_once_while_one_call_refreshes,
     a_failed_refresh_serves_the_old_value_until_the_window_ends,
     an_invalidated_value_is_never_served_stale,

@@ -71,6 +71,10 @@ impl Env {
         let (cache, redis_url) = test_cache(Backend::Redis, test, |b| b).await;
         Env { cache, redis_url }
     }
+    async fn cluster(test: &str) -> Env {
+        let (cache, redis_url) = test_cache(Backend::Cluster, test, |b| b).await;
+        Env { cache, redis_url }
+    }
     async fn run<F: Future>(&self, f: F) -> F::Output {
         cache_runtime::scope(self.cache.clone(), f).await
     }
@@ -87,6 +91,15 @@ impl Env {
 }
 
 cache_tests::on_both_backends!(
+    queries_follow_the_queries_they_called,
+    one_entry_with_the_same_arguments,
+    every_entry_of_a_query,
+    a_tag,
+    the_whole_cache,
+    pages_follow_the_queries_they_called,
+    views_by_handler_and_path_and_tag,
+);
+cache_tests::on_cluster!(
     queries_follow_the_queries_they_called,
     one_entry_with_the_same_arguments,
     every_entry_of_a_query,

@@ -31,6 +31,11 @@ impl Env {
             cache: test_cache(Backend::Redis, test, |b| b).await.0,
         }
     }
+    async fn cluster(test: &str) -> Env {
+        Env {
+            cache: test_cache(Backend::Cluster, test, |b| b).await.0,
+        }
+    }
 
     async fn run<F: Future>(&self, f: F) -> F::Output {
         cache_runtime::scope(self.cache.clone(), f).await
@@ -87,6 +92,11 @@ cache_tests::on_both_backends!(
     the_panel_counts_traffic_and_its_button_invalidates,
     the_panel_lists_stampedes,
 );
+cache_tests::on_cluster!(
+    admin_lists_reads_and_invalidates_by_name,
+    the_panel_counts_traffic_and_its_button_invalidates,
+    the_panel_lists_stampedes,
+);
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Price {
@@ -131,8 +141,18 @@ async fn admin_lists_reads_and_invalidates_by_name(env: Env) {
 
     // keys: by the template's head, by the function path, by the view's path.
     let prices = admin::keys(cache, "price", |_| {}).await.unwrap();
-    let names: Vec<&str> = prices.iter().map(|k| k.key.as_str()).collect();
     let prefix = cache.prefix();
+    // On a cluster a key holds its bucket's hash tag after the prefix: `{prefix}:{T}:...`.
+    let names: Vec<String> = prices
+        .iter()
+        .map(|k| {
+            let rest = &k.key[prefix.len() + 1..];
+            match rest.strip_prefix('{').and_then(|r| r.split_once("}:")) {
+                Some((_, untagged)) => format!("{prefix}:{untagged}"),
+                None => k.key.clone(),
+            }
+        })
+        .collect();
     assert_eq!(
         names,
         [
@@ -554,6 +574,10 @@ async fn a_request_emits_miss_fill_hit_and_invalidate() {
     let seen = Seen::default();
     let _guard = tracing::subscriber::set_default(seen.clone());
     let (cache, _) = test_cache(Backend::Memory, "traced", |b| b).await;
+    // Other tests of this binary, on threads without this subscriber, may have registered
+    // the cache's callsites while `set_default` was registering it (tracing then caches
+    // "never" for them): ask every callsite again, now that this subscriber is known.
+    tracing::callsite::rebuild_interest_cache();
     cache_runtime::scope(cache.clone(), async {
         traced().await;
         traced().await;

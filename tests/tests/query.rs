@@ -25,6 +25,10 @@ impl Env {
         let (cache, redis_url) = test_cache(Backend::Redis, test, |b| b).await;
         Env { cache, redis_url }
     }
+    async fn cluster(test: &str) -> Env {
+        let (cache, redis_url) = test_cache(Backend::Cluster, test, |b| b).await;
+        Env { cache, redis_url }
+    }
 
     /// Runs `f` with this env's cache as the task's default.
     async fn run<F: Future>(&self, f: F) -> F::Output {
@@ -68,6 +72,22 @@ cache_tests::on_both_backends!(
     templates_interpolate_arguments,
     stats_count_hits_misses_and_fills,
     clear_removes_this_prefix_only,
+    large_values_are_compressed,
+    equal_hash_maps_and_sets_share_an_entry,
+);
+cache_tests::on_cluster!(
+    a_hit_skips_the_body,
+    arguments_make_distinct_entries,
+    versions_do_not_share_entries,
+    entries_expire_after_their_ttl,
+    errors_are_not_cached,
+    none_is_cached_and_told_apart_from_a_miss,
+    unreadable_bytes_are_a_miss_and_get_overwritten,
+    concurrent_cold_calls_run_the_body_once,
+    methods_leave_self_out_of_the_key,
+    every_codec_round_trips,
+    templates_interpolate_arguments,
+    stats_count_hits_misses_and_fills,
     large_values_are_compressed,
     equal_hash_maps_and_sets_share_an_entry,
 );

@@ -145,3 +145,14 @@ async fn stale_set_race_on_redis() {
         .unwrap();
     race(cache).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_set_race_on_a_cluster() {
+    let cache = Cache::builder(&cache_tests::redis_cluster_url())
+        .prefix(unique_prefix("race"))
+        .timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    race(cache).await;
+}

@@ -50,6 +50,11 @@ impl Env {
             test_cache(Backend::Redis, test, |b| b.max_value_size(MAX_VALUE)).await;
         Env { cache, redis_url }
     }
+    async fn cluster(test: &str) -> Env {
+        let (cache, redis_url) =
+            test_cache(Backend::Cluster, test, |b| b.max_value_size(MAX_VALUE)).await;
+        Env { cache, redis_url }
+    }
 
     /// Sends one request through `app` with this env's cache as the task's default.
     async fn send(&self, app: &Router, request: Request<Body>) -> Got {
@@ -334,6 +339,27 @@ fn router(app: &App) -> Router {
 }
 
 cache_tests::on_both_backends!(
+    a_hit_skips_the_handler,
+    query_strings_are_distinct,
+    vary_headers_are_distinct,
+    head_reads_the_get_entry_without_body,
+    post_is_not_cached,
+    set_cookie_is_not_stored,
+    private_no_store_no_cache_are_not_stored,
+    vary_star_is_not_stored,
+    vary_on_a_header_outside_the_key_is_not_stored,
+    non_200_is_not_stored_unless_listed,
+    authorization_bypasses_unless_keyed,
+    large_and_streaming_bodies_pass_through,
+    if_none_match_is_answered_304_from_the_cache,
+    headers_on_fill_and_hit,
+    corrupt_bytes_are_a_miss,
+    concurrent_misses_run_the_handler_once,
+    nested_routers_keep_the_full_path,
+    cache_layer_on_a_router,
+    invalidate_view_drops_every_url_of_the_handler,
+);
+cache_tests::on_cluster!(
     a_hit_skips_the_handler,
     query_strings_are_distinct,
     vary_headers_are_distinct,

@@ -43,6 +43,12 @@ impl Env {
             test,
         }
     }
+    async fn cluster(test: &'static str) -> Env {
+        Env {
+            backend: Backend::Cluster,
+            test,
+        }
+    }
     /// A cache of its own, with the test's settings.
     async fn cache(&self, configure: impl FnOnce(CacheBuilder) -> CacheBuilder) -> Cache {
         test_cache(self.backend, self.test, configure).await.0
@@ -150,6 +156,14 @@ const FORGED: [(&str, &str); 5] = [
 ];
 
 cache_tests::on_both_backends!(
+    forged_forwarded_headers_never_poison_the_cache,
+    trusted_forwarded_headers_are_keyed,
+    session_pages_never_reach_another_user,
+    cookie_in_vary_caches_per_session,
+    response_caching_headers_are_read_as_a_shared_cache,
+    url_spellings_share_a_key_and_an_invalidation,
+);
+cache_tests::on_cluster!(
     forged_forwarded_headers_never_poison_the_cache,
     trusted_forwarded_headers_are_keyed,
     session_pages_never_reach_another_user,

@@ -28,17 +28,18 @@ fn handle() -> &'static Handle {
     })
 }
 
-/// Runs `fut` on the I/O runtime: background work that must outlive any app runtime (the L1's
-/// subscription and heartbeat).
-pub(crate) fn spawn<F>(fut: F)
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    handle().spawn(fut);
-}
-
 /// Runs `f` with the I/O runtime as the current one, so that what it spawns lives there.
 pub(crate) fn enter<T>(f: impl FnOnce() -> T) -> T {
     let _guard = handle().enter();
     f()
+}
+
+/// Runs `future` on the I/O runtime, so that what it sets up (a cluster connection's tasks,
+/// the L1's subscription and heartbeat) outlives the caller's runtime.
+pub(crate) fn spawn<F>(future: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    handle().spawn(future)
 }

@@ -1,4 +1,4 @@
-//! Storage backends: one trait, an embedded memory store and Redis.
+//! Storage backends: one trait, an embedded memory store, Redis and Redis Cluster.
 //!
 //! A backend is a plain key-value store with expiry: it knows nothing of envelopes,
 //! generations or fills. Keys arrive complete (prefix included). Generation counters are
@@ -11,6 +11,8 @@ use bytes::Bytes;
 
 use crate::error::Result;
 
+#[cfg(feature = "cluster")]
+pub(crate) mod cluster;
 #[cfg(feature = "redis")]
 pub(crate) mod io;
 pub(crate) mod memory;
@@ -54,6 +56,21 @@ pub(crate) trait Backend: Send + Sync + 'static {
         value: Bytes,
         delete: Option<String>,
     ) -> impl Future<Output = Result<()>> + Send;
+    /// Replaces the value of each of `keys` with `value` when it exists, keeping its expiry
+    /// (never creating one); returns once every one is replaced. Not atomic across keys: for
+    /// the copies of one generation counter on a cluster (see [`crate::key::Layout`]).
+    fn replace_all(
+        &self,
+        keys: Vec<String>,
+        value: Bytes,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            for key in keys {
+                self.replace_and_delete(key, value.clone(), None).await?;
+            }
+            Ok(())
+        }
+    }
     /// Removes `key`; true when it existed.
     fn delete(&self, key: String) -> impl Future<Output = Result<bool>> + Send;
     /// Removes every key starting with `prefix` but not with `spare` (Redis: `SCAN` +
@@ -111,7 +128,9 @@ pub(crate) struct KeyInfo {
 pub(crate) enum AnyBackend {
     Memory(memory::MemoryBackend),
     #[cfg(feature = "redis")]
-    Redis(redis::RedisBackend),
+    Redis(Box<redis::RedisBackend>),
+    #[cfg(feature = "cluster")]
+    Cluster(Box<cluster::ClusterBackend>),
 }
 
 macro_rules! dispatch {
@@ -120,6 +139,8 @@ macro_rules! dispatch {
             AnyBackend::Memory($b) => $body,
             #[cfg(feature = "redis")]
             AnyBackend::Redis($b) => $body,
+            #[cfg(feature = "cluster")]
+            AnyBackend::Cluster($b) => $body,
         }
     };
 }
@@ -130,6 +151,8 @@ impl AnyBackend {
             AnyBackend::Memory(_) => "memory",
             #[cfg(feature = "redis")]
             AnyBackend::Redis(_) => "redis",
+            #[cfg(feature = "cluster")]
+            AnyBackend::Cluster(_) => "cluster",
         }
     }
 }
@@ -154,6 +177,9 @@ impl Backend for AnyBackend {
         delete: Option<String>,
     ) -> Result<()> {
         dispatch!(self, b => b.replace_and_delete(key, value, delete).await)
+    }
+    async fn replace_all(&self, keys: Vec<String>, value: Bytes) -> Result<()> {
+        dispatch!(self, b => b.replace_all(keys, value).await)
     }
     async fn delete(&self, key: String) -> Result<bool> {
         dispatch!(self, b => b.delete(key).await)

@@ -31,7 +31,7 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// Removes a lease only while it holds the caller's token (KEYS: lease; ARGV: token): the one
 /// script the toolkit sends, since Redis 7 has no compare-and-delete command.
-const DELETE_IF: &str = r"
+pub(super) const DELETE_IF: &str = r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('UNLINK', KEYS[1]) end
 return 0
 ";
@@ -49,14 +49,14 @@ pub(crate) struct RedisBackend {
     wait: Option<(u32, Duration)>,
 }
 
-fn px(cmd: &mut redis::Cmd, ttl: Option<Duration>) {
+pub(super) fn px(cmd: &mut redis::Cmd, ttl: Option<Duration>) {
     if let Some(ttl) = ttl {
         cmd.arg("PX")
             .arg(ttl.min(MAX_TTL).as_millis().max(1) as u64);
     }
 }
 
-fn bytes(values: Vec<Option<Vec<u8>>>) -> Vec<Option<Bytes>> {
+pub(super) fn bytes(values: Vec<Option<Vec<u8>>>) -> Vec<Option<Bytes>> {
     values.into_iter().map(|v| v.map(Bytes::from)).collect()
 }
 
@@ -94,13 +94,8 @@ impl RedisBackend {
         self.client.clone()
     }
 
-    /// The shared connection, for protocols of their own (the L1's).
-    pub(crate) fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
-    }
-
     /// Runs one operation within the timeout; once more when the connection was dropped.
-    async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
+    pub(crate) async fn run<T, F, Fut>(&self, op: &'static str, f: F) -> Result<T>
     where
         F: Fn(Conn) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
@@ -157,7 +152,7 @@ impl RedisBackend {
 }
 
 /// Escapes glob characters so a key prefix matches only itself in `SCAN MATCH`.
-fn glob_escape(prefix: &str) -> String {
+pub(super) fn glob_escape(prefix: &str) -> String {
     let mut out = String::with_capacity(prefix.len() + 1);
     push_escaped(&mut out, prefix);
     out.push('*');
@@ -174,7 +169,7 @@ fn push_escaped(out: &mut String, text: &str) {
 }
 
 /// `SCAN MATCH` pattern of the keys starting with `prefix` and holding `contains` after it.
-fn glob_containing(prefix: &str, contains: &str) -> String {
+pub(super) fn glob_containing(prefix: &str, contains: &str) -> String {
     let mut out = glob_escape(prefix);
     if !contains.is_empty() {
         push_escaped(&mut out, contains);

@@ -27,6 +27,9 @@ pub const DEFAULT_L1_TRUST: Duration = Duration::from_secs(2);
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
 /// Default size bound of the `memory://` backend.
 pub const DEFAULT_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+/// Buckets of a Redis Cluster's key layout unless configured otherwise
+/// ([`CacheBuilder::cluster_buckets`]).
+pub const DEFAULT_CLUSTER_BUCKETS: usize = 64;
 /// Bytes of dependency names remembered per cache to keep page hits one round trip.
 const HINT_BYTES: u64 = 4 * 1024 * 1024;
 
@@ -64,6 +67,7 @@ pub struct CacheBuilder {
     trust_forwarded: bool,
     wait_for_replicas: Option<(u32, Duration)>,
     l1: Option<(u64, Duration)>,
+    cluster_buckets: usize,
 }
 
 impl CacheBuilder {
@@ -241,6 +245,34 @@ impl CacheBuilder {
         self
     }
 
+    /// On a Redis Cluster (`redis+cluster://`), how many buckets the keys are spread over
+    /// (default 64; a power of two up to 16,384; ignored elsewhere).
+    ///
+    /// Each value belongs to one bucket, chosen by its key; each bucket is one hash slot
+    /// (slots evenly spaced, so buckets spread over the primaries as their slots do); and
+    /// each generation counter has one copy per bucket, which only that bucket's values read.
+    /// So a hit reads its value and every counter it checks on one node in one `MGET`, and
+    /// no counter (`all`, a hot query's or tag's) is read by every hit of the cluster. The
+    /// price is paid by invalidations of shared counters (a query, a tag, a view, a path,
+    /// everything): each replaces the copy in every bucket (one write per bucket, sent to
+    /// all primaries at once). More buckets spread data and load more finely over large
+    /// clusters (and move in smaller pieces when resharding); fewer make those
+    /// invalidations cheaper. Changing it moves every key: the values stored before are
+    /// misses. See `docs/SCALING.md`.
+    ///
+    /// ```
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let builder = cache_runtime::Cache::builder("redis+cluster://127.0.0.1:7000,127.0.0.1:7001");
+    /// assert!(builder.clone().cluster_buckets(48).build().await.is_err(), "not a power of two");
+    /// let cache = builder.cluster_buckets(256).build().await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn cluster_buckets(mut self, buckets: usize) -> Self {
+        self.cluster_buckets = buckets;
+        self
+    }
+
     /// Builds the cache. A malformed URL or setting is an error naming the problem; a
     /// Redis server that is down is not (the cache connects in the background and runs
     /// uncached until then).
@@ -270,6 +302,8 @@ impl CacheBuilder {
                 self.prefix
             )));
         }
+        #[cfg_attr(not(feature = "cluster"), allow(unused_mut))]
+        let mut layout = Layout::new(&self.prefix);
         let backend = match parse_url(&self.url)? {
             Location::Memory if self.l1.is_some() => {
                 return Err(Error::config(
@@ -289,10 +323,32 @@ impl CacheBuilder {
                     self.timeout,
                     self.wait_for_replicas,
                 )?;
-                AnyBackend::Redis(backend)
+                AnyBackend::Redis(Box::new(backend))
+            }
+            #[cfg(feature = "cluster")]
+            Location::Cluster(seeds) => {
+                let buckets = self.cluster_buckets;
+                if !buckets.is_power_of_two() || buckets > crate::key::SLOTS {
+                    return Err(Error::config(format!(
+                        "cluster_buckets must be a power of two from 1 to 16384, got {buckets}"
+                    )));
+                }
+                if self.prefix.contains(['{', '}']) {
+                    return Err(Error::config(format!(
+                        "the key prefix {:?} contains `{{` or `}}`: on a Redis Cluster it would \
+                         be the hash tag of every key, putting the whole cache on one slot",
+                        self.prefix
+                    )));
+                }
+                layout = Layout::cluster(&self.prefix, buckets);
+                let backend = crate::backend::cluster::ClusterBackend::new(
+                    seeds,
+                    self.timeout,
+                    self.wait_for_replicas,
+                )?;
+                AnyBackend::Cluster(Box::new(backend))
             }
         };
-        let layout = Layout::new(&self.prefix);
         let l1 = match (&backend, self.l1) {
             (_, Some((0, _))) => {
                 return Err(Error::config(
@@ -310,6 +366,13 @@ impl CacheBuilder {
                 })?;
                 Some(l1)
             }
+            #[cfg(feature = "cluster")]
+            (AnyBackend::Cluster(_), Some(_)) => {
+                return Err(Error::config(
+                    "l1 needs a single Redis (redis://) for now: on a cluster, pub/sub and \
+                     Redis's clock are per node",
+                ));
+            }
             _ => None,
         };
         #[cfg(not(feature = "redis"))]
@@ -325,7 +388,7 @@ impl CacheBuilder {
             inner: Arc::new(Inner {
                 backend,
                 location: without_password(&self.url),
-                layout,
+                layout: layout.clone(),
                 #[cfg(feature = "redis")]
                 l1,
                 prefix: self.prefix,
@@ -337,6 +400,9 @@ impl CacheBuilder {
                 counters: Counters::default(),
                 flights: Flights::default(),
                 breaker: Breaker::new(self.breaker_threshold, self.breaker_cool_down),
+                bucket_breakers: (0..layout.buckets())
+                    .map(|_| Breaker::new(self.breaker_threshold, self.breaker_cool_down))
+                    .collect(),
                 leases: self.leases,
                 lease_ttl: self.lease_ttl,
                 trust_forwarded: self.trust_forwarded,
@@ -355,7 +421,18 @@ fn without_password(url: &str) -> String {
             let _ = parsed.set_password(Some("***"));
             parsed.to_string()
         }
-        _ => url.to_owned(),
+        Ok(_) => url.to_owned(),
+        // `redis+cluster://user:password@h1:1,h2:2`, which `Url` does not parse.
+        Err(_) => match url.split_once("://") {
+            Some((scheme, rest)) if rest.contains('@') => {
+                let (userinfo, hosts) = rest.rsplit_once('@').unwrap_or(("", rest));
+                match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{scheme}://{user}:***@{hosts}"),
+                    None => url.to_owned(),
+                }
+            }
+            _ => url.to_owned(),
+        },
     }
 }
 
@@ -363,9 +440,15 @@ enum Location {
     Memory,
     #[cfg(feature = "redis")]
     Redis(redis::Client),
+    /// The seed nodes of a cluster, as `redis://` URLs.
+    #[cfg(feature = "cluster")]
+    Cluster(Vec<String>),
 }
 
 fn parse_url(raw: &str) -> Result<Location> {
+    if raw.starts_with("redis+cluster://") || raw.starts_with("rediss+cluster://") {
+        return cluster_location(raw);
+    }
     let url = url::Url::parse(raw).map_err(|e| {
         Error::config(format!(
             "invalid cache URL: {e}; expected `memory://` or `redis://[user:password@]host:port/db`"
@@ -400,9 +483,22 @@ fn parse_url(raw: &str) -> Result<Location> {
             redis_location(raw)
         }
         other => Err(Error::config(format!(
-            "unsupported cache URL scheme `{other}`: use `memory://` or `redis://` (`rediss://` with the `tls` feature)"
+            "unsupported cache URL scheme `{other}`: use `memory://`, `redis://` (`rediss://` with the `tls` feature) or `redis+cluster://`"
         ))),
     }
+}
+
+#[cfg(feature = "cluster")]
+fn cluster_location(raw: &str) -> Result<Location> {
+    let seeds = crate::backend::cluster::seed_urls(raw).expect("a cluster URL")?;
+    Ok(Location::Cluster(seeds))
+}
+
+#[cfg(not(feature = "cluster"))]
+fn cluster_location(_raw: &str) -> Result<Location> {
+    Err(Error::config(
+        "redis+cluster:// needs the `cluster` feature of cache-runtime",
+    ))
 }
 
 #[cfg(feature = "redis")]
@@ -420,8 +516,10 @@ fn redis_location(_raw: &str) -> Result<Location> {
 }
 
 impl Cache {
-    /// Builds a cache from a URL with default settings: `memory://`, or
-    /// `redis://[user:password@]host:port/db` (`rediss://` with the `tls` feature).
+    /// Builds a cache from a URL with default settings: `memory://`,
+    /// `redis://[user:password@]host:port/db` (`rediss://` with the `tls` feature), or a Redis
+    /// Cluster's seed nodes, `redis+cluster://[user:password@]host:port[,host:port...]`
+    /// (feature `cluster`, on by default; see [`Cache::cluster_builder`]).
     ///
     /// ```
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -455,7 +553,26 @@ impl Cache {
             trust_forwarded: false,
             wait_for_replicas: None,
             l1: None,
+            cluster_buckets: DEFAULT_CLUSTER_BUCKETS,
         }
+    }
+
+    /// Starts a [`CacheBuilder`] for the Redis Cluster reached through `seeds` (`host:port`
+    /// of one or more of its nodes; the others are found from them): the same as
+    /// `Cache::builder("redis+cluster://host:port,host:port")`.
+    ///
+    /// ```no_run
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+    /// let cache = cache_runtime::Cache::cluster_builder(["10.0.0.1:6379", "10.0.0.2:6379"])
+    ///     .prefix("app")
+    ///     .build()
+    ///     .await?;
+    /// # Ok::<(), cache_runtime::Error>(())
+    /// # }).unwrap();
+    /// ```
+    pub fn cluster_builder<S: AsRef<str>>(seeds: impl IntoIterator<Item = S>) -> CacheBuilder {
+        let seeds: Vec<String> = seeds.into_iter().map(|s| s.as_ref().to_owned()).collect();
+        Cache::builder(&format!("redis+cluster://{}", seeds.join(",")))
     }
 }
 
@@ -505,6 +622,10 @@ mod tests {
             "redis://app:***@h:6379/0"
         );
         assert_eq!(without_password("memory://"), "memory://");
+        assert_eq!(
+            without_password("redis+cluster://app:s3cret@h1:1,h2:2"),
+            "redis+cluster://app:***@h1:1,h2:2"
+        );
     }
 
     #[tokio::test]

@@ -65,6 +65,10 @@ pub(crate) struct Inner {
     /// The in-process tier in front of Redis, when configured.
     #[cfg(feature = "redis")]
     pub(crate) l1: Option<Arc<crate::l1::L1>>,
+    /// On a cluster, one breaker per bucket of the key layout (see
+    /// [`Layout`](crate::key::Layout)): a dead primary opens the breakers of its buckets
+    /// only, and the others keep being served. Empty elsewhere.
+    pub(crate) bucket_breakers: Box<[Breaker]>,
     /// Whether misses take leases unless a function says otherwise.
     pub(crate) leases: bool,
     pub(crate) lease_ttl: Duration,
@@ -97,7 +101,7 @@ impl Cache {
         &self.inner.prefix
     }
 
-    /// The backend's name: `"memory"` or `"redis"`.
+    /// The backend's name: `"memory"`, `"redis"` or `"cluster"`.
     pub fn backend_name(&self) -> &'static str {
         self.inner.backend.name()
     }
@@ -113,7 +117,8 @@ impl Cache {
 
     /// Runs one backend operation behind the circuit breaker: a failure is logged (with the
     /// key, when the operation has one) and counted; while the breaker is open the
-    /// operation is not sent ([`ErrorKind::Unavailable`]).
+    /// operation is not sent ([`ErrorKind::Unavailable`]). On a cluster, the breaker is the
+    /// one of `key`'s bucket.
     pub(crate) async fn guarded<T>(
         &self,
         name: &'static str,
@@ -121,7 +126,11 @@ impl Cache {
         key: Option<&str>,
         fut: impl std::future::Future<Output = Result<T>>,
     ) -> Result<T> {
-        if !self.inner.breaker.allow() {
+        let breaker = key
+            .and_then(|key| self.inner.layout.bucket_of(key))
+            .and_then(|bucket| self.inner.bucket_breakers.get(bucket))
+            .unwrap_or(&self.inner.breaker);
+        if !breaker.allow() {
             self.count(Event::Skipped, name);
             return Err(Error::new(
                 ErrorKind::Unavailable,
@@ -132,9 +141,9 @@ impl Cache {
         let result = fut.await;
         self.observed_backend(op, name, started.elapsed());
         match &result {
-            Ok(_) => self.inner.breaker.success(),
+            Ok(_) => breaker.success(),
             Err(e) => {
-                let opened = self.inner.breaker.failure();
+                let opened = breaker.failure();
                 self.count(Event::BackendError, name);
                 tracing::warn!(error = %e, op, key, name, "cache: backend failed; running uncached");
                 if opened {
@@ -182,14 +191,12 @@ impl Cache {
     /// from the runtime building the cache (where the app's requests will most likely run).
     pub(crate) fn warm_up(&self) {
         #[cfg(feature = "redis")]
-        if matches!(self.inner.backend, AnyBackend::Redis(_))
+        if self.inner.backend.shared()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             let cache = self.clone();
             runtime.spawn(async move {
-                if let AnyBackend::Redis(redis) = &cache.inner.backend
-                    && let Err(e) = redis.ping().await
-                {
+                if let Err(e) = cache.inner.backend.ping().await {
                     tracing::warn!(error = %e, "cache: Redis is not answering yet; running uncached until it does");
                 }
             });

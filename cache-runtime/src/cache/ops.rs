@@ -21,12 +21,14 @@ impl Cache {
     /// The plan of a `get`/`set` of `key`: stored under `{prefix}:1:{key}`, depending on the
     /// whole cache's generation only. Its TTL is the caller's, unknown to `get`.
     fn plain_plan(&self, key: &str, ttl: Duration) -> Plan {
+        let logical = key::plain(key);
+        let layout = &self.inner.layout;
         Plan {
             cache: self.clone(),
             name: "get",
-            key: self.inner.layout.entry(&key::plain(key)),
+            key: layout.entry(&logical),
             ttl,
-            own: vec![(generation::ALL.to_owned(), None)],
+            own: layout.own(&logical, vec![(generation::ALL.to_owned(), None)]),
             freshness: Freshness {
                 stale: Duration::ZERO,
                 early: None,

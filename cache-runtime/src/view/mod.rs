@@ -368,7 +368,7 @@ where
         name: rules.name,
         key: cache.inner.layout.entry(&logical),
         ttl,
-        own,
+        own: cache.inner.layout.own(&logical, own),
     };
     let responses = Responses {
         stale: rules.stale,
