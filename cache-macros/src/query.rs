@@ -448,7 +448,14 @@ mod tests {
                 #static_spec
                 let __cache_key = ::cache_runtime::__private::Key::new(&__CACHE_SPEC, &(&id,), &(&id,));
                 ::cache_runtime::__private::cached_result::<_, _, ::cache_runtime::codec::CacheDefault, _>(
-                    &__CACHE_SPEC, __cache_key, async move { BODY }
+                    &__CACHE_SPEC,
+                    __cache_key,
+                    {
+                        #[allow(unused_imports)]
+                        use ::cache_runtime::__private::{ShareArc as _, ShareNone as _};
+                        (&::cache_runtime::__private::Probe::<User>::NEW).sharing()
+                    },
+                    async move { BODY }
                 ).await
             }
             #[doc = #entry_doc]
@@ -660,7 +667,9 @@ mod tests {
     fn companion_lints_follow_the_signature() {
         let lints = |item: TokenStream| {
             let out = expand_ok(quote!(), item);
-            let start = out.find("#[allow(").unwrap();
+            // The companion's, after its doc (the function's body has an `allow` of its own).
+            let doc = out.find("Invalidates").unwrap();
+            let start = doc + out[doc..].find("#[allow(").unwrap();
             let end = start + out[start..].find(")]").unwrap();
             out[start + "#[allow(".len()..end].to_owned()
         };
@@ -847,7 +856,9 @@ mod tests {
         assert!(
             out.contains(&norm(
                 "::cache_runtime::__private::cached_result_blocking::<_, _, \
-                 ::cache_runtime::codec::CacheDefault, _>(&__CACHE_SPEC, __cache_key, \
+                 ::cache_runtime::codec::CacheDefault, _>(&__CACHE_SPEC, __cache_key, { \
+                 #[allow(unused_imports)] use ::cache_runtime::__private::{ShareArc as _, \
+                 ShareNone as _}; (&::cache_runtime::__private::Probe::<User>::NEW).sharing() }, \
                  move || -> QueryResult<User> { users.find(id).first(conn) })"
             )),
             "{out}"
@@ -882,7 +893,10 @@ mod tests {
         assert!(
             out.contains(&norm(
                 "cached_value_blocking::<_, ::cache_runtime::codec::CacheDefault, _>(\
-                 &__CACHE_SPEC, __cache_key, move || -> Option<u32> { None })"
+                 &__CACHE_SPEC, __cache_key, { #[allow(unused_imports)] use \
+                 ::cache_runtime::__private::{ShareArc as _, ShareNone as _}; \
+                 (&::cache_runtime::__private::Probe::<Option<u32> >::NEW).sharing() }, \
+                 move || -> Option<u32> { None })"
             )),
             "{out}"
         );

@@ -285,3 +285,57 @@ async fn an_arc_from_the_l1_is_handed_out_without_a_copy() {
     assert!(with_l1.stats().l1_hits >= 2);
     assert_eq!(twice(without).await, (false, false));
 }
+
+static BLOCKING_SOURCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+#[cache_runtime::cached_query(ttl = 300, tags = ["blocking"], lease = false)]
+fn blocking_source() -> u64 {
+    BLOCKING_SOURCE.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// Blocking code (no runtime on its thread) reads through the L1 and announces its
+/// invalidations like async code: a plain thread built both caches, so nothing here runs
+/// on a tokio runtime but the caches' own I/O thread.
+#[test]
+fn blocking_calls_use_and_announce_to_the_l1() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let server = RedisServer::start();
+    let prefix = unique_prefix("l1-blocking");
+    let build = || {
+        cache_runtime::block_on(
+            Cache::builder(&server.url())
+                .prefix(prefix.as_str())
+                .timeout(Duration::from_secs(2))
+                .l1(1024 * 1024)
+                .build(),
+        )
+        .unwrap()
+    };
+    let (reader, writer) = (build(), build());
+    let read = || cache_runtime::scope_blocking(reader.clone(), blocking_source);
+    BLOCKING_SOURCE.store(1, SeqCst);
+    let started = Instant::now();
+    while reader.stats().l1_hits == 0 {
+        assert_eq!(read(), 1);
+        assert!(started.elapsed() < Duration::from_secs(5), "no L1 hit");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The writer must wait for the reader's acknowledgement: wait until it trusts too.
+    let started = Instant::now();
+    loop {
+        let hits = writer.stats().l1_hits;
+        let _ = cache_runtime::scope_blocking(writer.clone(), blocking_source);
+        if writer.stats().l1_hits > hits {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "writer never trusted"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    BLOCKING_SOURCE.store(2, SeqCst);
+    assert_eq!(read(), 1, "served from the L1");
+    cache_runtime::block_on(writer.invalidate_tag("blocking")).unwrap();
+    assert_eq!(read(), 2, "after a blocking invalidation");
+}
