@@ -417,32 +417,20 @@ const NO_L1: u64 = u64::MAX;
 
 /// The value kept under `plan.key` in this process's L1, if it has one and trusts it.
 fn l1_get(plan: &Plan) -> Option<std::sync::Arc<Opened>> {
-    #[cfg(feature = "redis")]
-    if let Some(l1) = &plan.cache.inner.l1 {
-        return l1.get(&plan.key);
-    }
-    let _ = plan;
-    None
+    plan.cache.inner.l1.as_ref()?.get(&plan.key)
 }
 
 /// The L1's epoch before a read from Redis ([`NO_L1`] without one).
 fn l1_epoch(plan: &Plan) -> u64 {
-    #[cfg(feature = "redis")]
-    if let Some(l1) = &plan.cache.inner.l1 {
-        return l1.epoch();
-    }
-    let _ = plan;
-    NO_L1
+    plan.cache.inner.l1.as_ref().map_or(NO_L1, |l1| l1.epoch())
 }
 
 /// Keeps `value`, read from Redis or just written there by a read that began at `epoch`, in
 /// this process's L1, if it has one.
 fn l1_keep(plan: &Plan, value: Opened, epoch: u64) {
-    #[cfg(feature = "redis")]
     if let Some(l1) = &plan.cache.inner.l1 {
-        return l1.keep(&plan.key, std::sync::Arc::new(value), epoch);
+        l1.keep(&plan.key, std::sync::Arc::new(value), epoch);
     }
-    let _ = (plan, value, epoch);
 }
 
 /// The answer from a leader's value, when this follower may serve it.

@@ -26,21 +26,12 @@ use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::events::Site;
 use crate::key::generation;
+pub(crate) use crate::l1::Change;
 
 /// The longest an invalidation waits for the instances' L1s: longer than any instance's
 /// trust, which bounds the wait by itself.
 #[cfg(feature = "redis")]
 const ANNOUNCE_BUDGET: Duration = Duration::from_secs(60);
-
-/// A change made in Redis that L1s must hear of.
-#[cfg_attr(not(feature = "redis"), allow(dead_code))]
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Change<'a> {
-    /// Generation `name` was replaced (or, for `all`, every value is gone).
-    Generation(&'a str),
-    /// The value under this stored key was overwritten or deleted.
-    Entry(&'a str),
-}
 
 impl Cache {
     /// Replaces generation `name` when it exists, keeping its expiry (and removes `entry`, a
@@ -108,7 +99,7 @@ impl Cache {
         #[cfg(feature = "redis")]
         if let crate::backend::AnyBackend::Redis(redis) = &self.inner.backend {
             let own = self.inner.l1.as_deref();
-            let names = self.inner.layout.l1();
+            let names = crate::l1::Names::new(&self.inner.layout.l1_root());
             return crate::l1::announce(redis, &names, change, own, ANNOUNCE_BUDGET)
                 .await
                 .map_err(|e| {

@@ -349,18 +349,6 @@ impl Layout {
         key
     }
 
-    /// The channel and keys of the L1 protocol (`crate::l1`): `{prefix}:l1`,
-    /// `{prefix}:l1:instances`, `{prefix}:l1:ack:{id}`.
-    #[cfg(feature = "redis")]
-    pub(crate) fn l1(&self) -> crate::l1::Names {
-        let root = self.l1_root();
-        crate::l1::Names {
-            instances: format!("{root}instances"),
-            ack_prefix: format!("{root}ack:"),
-            channel: root.trim_end_matches(':').to_owned(),
-        }
-    }
-
     /// What the L1 protocol's keys start with: `{prefix}:l1:`.
     pub(crate) fn l1_root(&self) -> String {
         format!("{}l1:", self.root)

@@ -53,7 +53,6 @@ mod freshness;
 pub mod fuzz;
 mod invalidate;
 pub mod key;
-#[cfg(feature = "redis")]
 mod l1;
 mod lease;
 mod observe;
@@ -68,13 +67,13 @@ pub mod view;
 mod view_disabled;
 
 pub use backend::MAX_TTL;
-pub use blocking::{block_on, spawn_blocking};
+pub use blocking::block_on;
 pub use cache::Cache;
 pub use cache::builder::{
     CacheBuilder, DEFAULT_L1_TRUST, DEFAULT_LEASE_TTL, DEFAULT_MAX_VALUE_SIZE,
     DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, DEFAULT_TTL,
 };
-pub use cache::default::{current, install, installed, scope, scope_blocking};
+pub use cache::default::{current, install, installed, scope, scope_blocking, spawn_blocking};
 pub use cache_macros::{cached_query, cached_view};
 pub use error::{Error, ErrorKind, Result};
 pub use stats::Stats;

@@ -360,7 +360,11 @@ impl CacheBuilder {
             }
             #[cfg(feature = "redis")]
             (AnyBackend::Redis(redis), Some((bytes, trust))) => {
-                let l1 = Arc::new(crate::l1::L1::new(bytes, trust, layout.l1()));
+                let l1 = Arc::new(crate::l1::L1::new(
+                    bytes,
+                    trust,
+                    crate::l1::Names::new(&layout.l1_root()),
+                ));
                 crate::l1::start(&l1, redis.client(), self.timeout).map_err(|e| {
                     Error::with_source(crate::ErrorKind::Config, "cannot set up the L1", e)
                 })?;
@@ -375,8 +379,6 @@ impl CacheBuilder {
             }
             _ => None,
         };
-        #[cfg(not(feature = "redis"))]
-        let () = l1.map_or((), |never: std::convert::Infallible| match never {});
         let hints = moka::sync::Cache::builder()
             .max_capacity(HINT_BYTES)
             .weigher(|key: &String, names: &Arc<[String]>| {
@@ -389,7 +391,6 @@ impl CacheBuilder {
                 backend,
                 location: without_password(&self.url),
                 layout: layout.clone(),
-                #[cfg(feature = "redis")]
                 l1,
                 prefix: self.prefix,
                 hints,

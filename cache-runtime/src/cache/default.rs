@@ -72,3 +72,62 @@ pub(crate) fn scoped() -> Option<Cache> {
 pub fn current() -> Option<Cache> {
     SCOPED.try_with(Cache::clone).ok().or_else(installed)
 }
+
+/// [`tokio::task::spawn_blocking`] for code that makes blocking cached calls from async code:
+/// it runs `f` on tokio's blocking pool with the task's [`scope`](crate::scope)d cache, and
+/// hands what the cached calls in `f` read to the fill this task runs, if any, so a cached
+/// page that runs a blocking query this way follows that query (a plain `spawn_blocking`
+/// loses both: its thread is not the task's).
+///
+/// ```
+/// use cache_runtime::{cached_query, Cache};
+///
+/// #[cached_query(key = "answer")]
+/// fn answer() -> u32 {
+///     42 // a Diesel query, say
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let cache = Cache::from_url("memory://").await.unwrap();
+/// cache_runtime::scope(cache.clone(), async {
+///     assert_eq!(cache_runtime::spawn_blocking(answer).await.unwrap(), 42);
+///     assert_eq!(cache_runtime::spawn_blocking(answer).await.unwrap(), 42);
+/// })
+/// .await;
+/// assert_eq!(cache.stats().hits, 1);
+/// # });
+/// ```
+///
+/// # Errors
+///
+/// As `tokio::task::spawn_blocking`: when `f` panicked (or the runtime is shutting down).
+///
+/// # Panics
+///
+/// Outside a tokio runtime.
+pub async fn spawn_blocking<T, F>(f: F) -> Result<T, tokio::task::JoinError>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let cache = scoped();
+    let collect = crate::deps::active();
+    let (out, collected) = tokio::task::spawn_blocking(move || {
+        let run = || {
+            if collect {
+                crate::deps::collect_blocking(f)
+            } else {
+                (f(), None)
+            }
+        };
+        match cache {
+            Some(cache) => scope_blocking(cache, run),
+            None => run(),
+        }
+    })
+    .await?;
+    if let Some(collected) = collected {
+        crate::deps::hand_up(collected);
+    }
+    Ok(out)
+}

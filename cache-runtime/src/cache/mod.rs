@@ -63,7 +63,6 @@ pub(crate) struct Inner {
     pub(crate) hints: moka::sync::Cache<String, Arc<[String]>>,
     pub(crate) breaker: Breaker,
     /// The in-process tier in front of Redis, when configured.
-    #[cfg(feature = "redis")]
     pub(crate) l1: Option<Arc<crate::l1::L1>>,
     /// On a cluster, one breaker per bucket of the key layout (see
     /// [`Layout`](crate::key::Layout)): a dead primary opens the breakers of its buckets

@@ -4,26 +4,10 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::svg;
+use super::svg::{self, escape};
 use crate::Stats;
 use crate::admin::Usage;
 use crate::events::{Incident, Invalidation};
-
-/// Escapes text for HTML element content and quoted attribute values.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// `HH:MM:SS` UTC.
 pub(crate) fn clock(at: SystemTime) -> String {

@@ -4,7 +4,21 @@
 
 use std::fmt::Write as _;
 
-use super::page::escape;
+/// Escapes text for HTML (and SVG) element content and quoted attribute values.
+pub(crate) fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 const WIDTH: f64 = 640.0;
 const HEIGHT: f64 = 200.0;
