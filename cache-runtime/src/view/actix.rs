@@ -20,7 +20,7 @@
 //! )
 //! .await;
 //! let first = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
-//! assert_eq!(first.headers()["cache-control"], "max-age=60");
+//! assert_eq!(first.headers().get("cache-control").unwrap(), "max-age=60");
 //! let second = test::call_service(&app, test::TestRequest::get().uri("/").to_request()).await;
 //! assert!(second.headers().contains_key("age"));
 //! assert_eq!((cache.stats().misses, cache.stats().hits), (1, 1));
