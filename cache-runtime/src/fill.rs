@@ -246,7 +246,24 @@ async fn refresh<F: Filler>(
     };
     let lease = if plan.leases() {
         match lease::take(&plan.cache, &plan.key, plan.name).await {
-            Take::Taken(lease) => Some(lease),
+            // Taken: the lease's last holder may have refreshed and freed it since the lookup.
+            Take::Taken(lease) => {
+                let since = Instant::now();
+                if let Ok(Some(value)) = lookup(plan, Count::No).await
+                    && value.header.filled_at_ms != old.header.filled_at_ms
+                    && plan.freshness.state(&value.header, envelope::now_ms()) == Some(State::Fresh)
+                    && let Some(answer) = serve(plan, filler, &value, since)
+                {
+                    lease.release(&plan.cache, plan.name).await;
+                    leader.publish(Shared {
+                        value,
+                        since,
+                        checkable: true,
+                    });
+                    return answer;
+                }
+                Some(lease)
+            }
             Take::Unavailable => None,
             Take::Held => {
                 // Being refreshed in another process.

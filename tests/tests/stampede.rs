@@ -71,3 +71,17 @@ async fn without_leases_every_process_fills() {
         "the body ran only {runs} times: 2 fills × 4 processes expected"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_window_refreshes_once_per_expiry_in_the_fleet() {
+    // TTL 2 s, stale = 10, over 5 s: the first fill and refreshes at about 2 and 4 s. A
+    // process whose lookup saw the old value before another's refresh was stored, and which
+    // took the lease after that refresh freed it, serves that refresh (it ran the body
+    // again before: 6 runs for 4 in the stampede bench).
+    let (runs, calls) = fleet("stale", 4, 8, 5.0).await;
+    assert!(calls > 1_000, "the fleet made {calls} calls");
+    assert!(
+        (2..=3).contains(&runs),
+        "the body ran {runs} times for 3 fills across 4 processes"
+    );
+}
