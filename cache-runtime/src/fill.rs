@@ -110,10 +110,16 @@ pub(crate) fn run<F: Filler>(
         let started = Instant::now();
         if let Some(value) = l1_get(&plan)
             && plan.freshness.state(&value.header, envelope::now_ms()) == Some(State::Fresh)
-            && let Some(answer) = serve(&plan, &filler, &value, started)
         {
-            plan.cache.count(Event::L1Hit, plan.name);
-            return answer;
+            // Unreadable here is unreadable in Redis too: the lookup below counts the
+            // decode error (once per call) and the fill replaces the bytes.
+            match filler.answer(&value) {
+                Some(answer) => {
+                    plan.cache.count(Event::L1Hit, plan.name);
+                    return hit(&plan, answer, &value, started);
+                }
+                None => l1_forget(&plan),
+            }
         }
         let epoch = l1_epoch(&plan);
         let found = lookup(&plan, Count::Yes).await.ok().flatten();
@@ -321,6 +327,11 @@ fn serve<F: Filler>(
         tracing::warn!(key = %plan.key, name = plan.name, "cache: stored value is not readable; recomputing");
         return None;
     };
+    Some(hit(plan, answer, value, started))
+}
+
+/// Counts and records a hit on `value` whose answer is `answer`.
+fn hit<A>(plan: &Plan, answer: A, value: &Opened, started: Instant) -> A {
     plan.cache.count(Event::Hit, plan.name);
     plan.cache.inner.counters.read_bytes(value.stored_len);
     if deps::active() {
@@ -329,7 +340,7 @@ fn serve<F: Filler>(
     tracing::debug!(key = %plan.key, name = plan.name, "cache hit");
     plan.cache
         .observed_hit(plan.name, started, value.stored_len);
-    Some(answer)
+    answer
 }
 
 /// Runs the fill itself: reads the generations, runs the body, stores and publishes what may
@@ -435,6 +446,13 @@ const NO_L1: u64 = u64::MAX;
 /// The value kept under `plan.key` in this process's L1, if it has one and trusts it.
 fn l1_get(plan: &Plan) -> Option<std::sync::Arc<Opened>> {
     plan.cache.inner.l1.as_ref()?.get(&plan.key)
+}
+
+/// Drops the value kept under `plan.key` in this process's L1, if it has one.
+fn l1_forget(plan: &Plan) {
+    if let Some(l1) = &plan.cache.inner.l1 {
+        l1.forget(&plan.key);
+    }
 }
 
 /// The L1's epoch before a read from Redis ([`NO_L1`] without one).

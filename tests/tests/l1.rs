@@ -339,3 +339,82 @@ fn blocking_calls_use_and_announce_to_the_l1() {
     cache_runtime::block_on(writer.invalidate_tag("blocking")).unwrap();
     assert_eq!(read(), 2, "after a blocking invalidation");
 }
+
+/// How many clients of `url`'s server are subscribed to a channel.
+async fn subscribers(url: &str) -> usize {
+    let mut conn = raw_connection(url).await;
+    let list: String = ::redis::cmd("CLIENT")
+        .arg(&["LIST", "TYPE", "pubsub"])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    list.lines().count()
+}
+
+/// Dropping a cache ends its L1's subscriber and heartbeat: no connection or task is left
+/// behind by a cache that is built and dropped (as tests and short-lived tools do).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_cache_leaves_no_subscription_behind() {
+    let server = RedisServer::start();
+    let cache = Cache::builder(&server.url())
+        .prefix(unique_prefix("l1-drop"))
+        .l1(1024 * 1024)
+        .l1_trust(Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    while subscribers(&server.url()).await == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "never subscribed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(cache);
+    let started = Instant::now();
+    while subscribers(&server.url()).await > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the subscription outlived its cache"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[cache_runtime::cached_query(key = "l1_deploy", ttl = 300, lease = false)]
+async fn deployed_before() -> u64 {
+    7
+}
+
+#[cache_runtime::cached_query(key = "l1_deploy", ttl = 300, lease = false)]
+async fn deployed_after() -> String {
+    "seven".to_owned()
+}
+
+/// A value kept in the L1 that the new code cannot read (a deploy changed the type) is one
+/// decode error for the call that meets it, not one per tier, and is replaced in both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_value_in_the_l1_is_one_decode_error() {
+    let server = RedisServer::start();
+    let cache = Cache::builder(&server.url())
+        .prefix(unique_prefix("l1-deploy"))
+        .timeout(Duration::from_secs(2))
+        .l1(1024 * 1024)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(until_served_from_l1(&cache, deployed_before).await, 7);
+    let after = cache_runtime::scope(cache.clone(), deployed_after()).await;
+    assert_eq!(after, "seven");
+    assert_eq!(cache.stats().decode_errors, 1);
+    let l1_hits = cache.stats().l1_hits;
+    let again = cache_runtime::scope(cache.clone(), deployed_after()).await;
+    assert_eq!(again, "seven");
+    assert_eq!(cache.stats().decode_errors, 1);
+    assert_eq!(
+        cache.stats().l1_hits,
+        l1_hits + 1,
+        "the new value is in the L1"
+    );
+}

@@ -4,23 +4,25 @@
 //! payload a shared slice), and served without a round trip while this instance *knows every
 //! invalidation published since*. That knowledge is a lease on trust, renewed by a heartbeat:
 //!
-//! - Every instance with an L1 subscribes to `{prefix}:l1`. Every invalidation (from any
-//!   instance, `cachectl`, the dashboard) replaces its generation in Redis, then publishes
-//!   `inv {id} {generation}` there (`del {id} {key}` for a value `Cache::set` overwrote or
-//!   `Cache::delete` removed; `inv {id} all` after `Cache::clear`). An instance applies it (drops the values that recorded
-//!   that generation) and acknowledges it (`SADD {prefix}:l1:ack:{id} {instance}`).
+//! - Every instance with an L1 subscribes to `{prefix}:l1`. Every change (an invalidation
+//!   from any instance, `cachectl` or the dashboard; `Cache::set`, `delete`, `clear`) is made
+//!   in Redis first; then the instance making it reads the instances listed as trusting
+//!   their L1 and, if there are any, publishes `inv {id} {generation}` (`del {id} {key}` for
+//!   one value, `inv {id} all` after `clear`). An instance applies it (drops the values that
+//!   recorded that generation) and acknowledges it (`SADD {prefix}:l1:ack:{id} {instance}`).
 //! - Every `trust / 4` an instance publishes a heartbeat on the same channel and records, in
 //!   the sorted set `{prefix}:l1:instances`, until when it may trust its L1 (Redis's clock at
 //!   the heartbeat, plus `trust`). When its own heartbeat comes back through its
 //!   subscription, it has received every message published before it, so it may serve its L1
 //!   for `trust` after sending it. No heartbeat back (the subscription died, or the network
-//!   is cut): the trust lapses, and the instance reads Redis until it has resubscribed
-//!   (dropping its whole L1) and heard its own heartbeat again.
-//! - An invalidation returns only once every instance listed as trusting has acknowledged it,
-//!   or its listed trust has run out. So after `invalidate_*` returns, no instance serves the
-//!   old value, partitioned ones included; the price is one round trip and the acknowledgements
-//!   of the live instances (about a millisecond each on a LAN), and at most `trust` when an
-//!   instance is cut off.
+//!   is cut): the trust lapses, and the instance reads Redis until it has heard its own
+//!   heartbeat again; it then starts from an empty L1 (announcers skip instances that are not
+//!   trusting).
+//! - A change returns only once every instance listed as trusting has acknowledged it, or
+//!   its listed trust has run out. So after `invalidate_*` returns, no instance serves the
+//!   old value, partitioned ones included; the price is a round trip (the list), and with
+//!   trusting instances the publish and their acknowledgements (well under a millisecond on
+//!   loopback), and at most `trust` when an instance is cut off.
 //!
 //! A value read while an invalidation was being applied is not kept (the L1's epoch moved
 //! during the read). Generation counters themselves are never kept: a read from Redis checks

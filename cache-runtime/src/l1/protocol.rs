@@ -44,7 +44,8 @@ pub(crate) fn start(
 async fn subscribe(l1: Weak<L1>, client: redis::Client, conn: ConnectionManager) {
     let mut pause = Duration::from_millis(10);
     loop {
-        let Some(channel) = l1.upgrade().map(|l1| l1.names.channel.clone()) else {
+        let Some((channel, trust)) = l1.upgrade().map(|l1| (l1.names.channel.clone(), l1.trust))
+        else {
             return;
         };
         match client.get_async_pubsub().await {
@@ -56,12 +57,20 @@ async fn subscribe(l1: Weak<L1>, client: redis::Client, conn: ConnectionManager)
                         l1.distrust();
                     }
                     let mut messages = pubsub.into_on_message();
-                    while let Some(message) = messages.next().await {
+                    loop {
+                        // Wakes at least once per trust period to end with the cache (its
+                        // heartbeat, the one steady message, stops then).
+                        let next = tokio::time::timeout(trust, messages.next()).await;
                         let Some(l1) = l1.upgrade() else { return };
-                        let Ok(text) = message.get_payload::<String>() else {
-                            continue;
-                        };
-                        on_message(&l1, &text, conn.clone()).await;
+                        match next {
+                            Ok(Some(message)) => {
+                                if let Ok(text) = message.get_payload::<String>() {
+                                    on_message(&l1, &text, conn.clone()).await;
+                                }
+                            }
+                            Ok(None) => break,
+                            Err(_) => {}
+                        }
                     }
                 }
             }
