@@ -16,12 +16,14 @@ async fn cache() -> &'static Cache {
             let url = cache_tests::redis_server_url();
             // A long timeout, as in every suite: a loaded CI machine must not turn slow
             // answers into counted errors.
-            let cache = Cache::builder(&url)
+            let mut builder = Cache::builder(&url)
                 .prefix(cache_tests::unique_prefix("shared"))
-                .timeout(std::time::Duration::from_secs(2))
-                .build()
-                .await
-                .unwrap();
+                .timeout(std::time::Duration::from_secs(2));
+            if cache_tests::with_l1() {
+                // Its subscriber and heartbeat must outlive this runtime too.
+                builder = builder.l1(1 << 20);
+            }
+            let cache = builder.build().await.unwrap();
             cache_runtime::install(cache.clone());
             cache
         })
