@@ -38,6 +38,10 @@ const LOG_FILE: &str = "redis.log";
 /// status; removes DIR when the exit came from the lifeline closing (otherwise the harness
 /// reads the log first and removes DIR itself).
 ///
+/// The watchdog marks the lifeline's end with `true >FILE`, not `: >FILE`: when DIR is gone
+/// (another test binary swept it once this one had exited), the redirection fails, and a
+/// special builtin's failed redirection would end the watchdog before its `kill`.
+///
 /// The supervisor and its watchdog ignore HUP, INT and TERM: a Ctrl-C or a `timeout` signals
 /// the whole process group, and the watchdog must outlive the test process to kill a server
 /// that does not die of those signals itself (a `SIGSTOP`ped one). redis-server installs its
@@ -52,7 +56,7 @@ echo "$pid"
 exec >/dev/null 3<&0 </dev/null
 {
   while read -r line <&3; do :; done
-  : >"$dir/lifeline-closed"
+  true >"$dir/lifeline-closed"
   kill -9 "$pid" 2>/dev/null
 } &
 wd=$!

@@ -251,6 +251,20 @@ fn drop_kills_even_a_paused_server_and_removes_its_dir() {
     assert!(!dir.exists());
 }
 
+/// Another test binary's sweep may remove a server's directory once its owner is gone, before
+/// the watchdog has seen the lifeline close (consecutive test binaries, a few milliseconds
+/// apart): the server must die all the same. (It outlived CI when the watchdog's marker
+/// could not be written.)
+#[test]
+fn a_server_whose_dir_was_swept_still_dies_with_its_lifeline() {
+    let server = RedisServer::start();
+    let pid = server.pid().unwrap();
+    let dir = server_dir(&server);
+    std::fs::remove_dir_all(&dir).unwrap();
+    drop(server);
+    assert_cleaned_up(pid, &dir);
+}
+
 #[tokio::test]
 async fn shared_server_is_started_once() {
     let url = redis_server_url();
