@@ -254,7 +254,8 @@ pub fn cached_query(args: TokenStream, item: TokenStream) -> TokenStream {
 /// page; they cannot interpolate parameters), `cache = path::to::fn` (a `fn() -> Cache`),
 /// `lease = false`, `early = 1.0` and `stale = SECS` (as for `#[cached_query]`; a refresh that
 /// fails is an error or a 5xx, and stored responses carry `stale-while-revalidate` and
-/// `stale-if-error` in `Cache-Control`).
+/// `stale-if-error` in `Cache-Control`; a response saying `must-revalidate`,
+/// `proxy-revalidate` or `s-maxage` is never served stale).
 /// The key is the method (HEAD shares GET's entry), scheme, host, path and query, and the
 /// `vary` headers. The storage rules (no `Set-Cookie`, no `private`/`no-store`,
 /// `Authorization` bypass, ...) are documented in `cache_runtime::view`.

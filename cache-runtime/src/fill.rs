@@ -83,6 +83,20 @@ pub(crate) trait Filler {
     /// Whether the body's output is a failure (an `Err`, a 5xx) that an old value within its
     /// stale window replaces (stale-if-error).
     fn failed(&self, out: &Self::Out) -> bool;
+    /// Whether `value` may be served once expired, within the stale window (a response
+    /// whose own headers forbid it may not: `must-revalidate`).
+    fn serves_stale(&self, _value: &Opened) -> bool {
+        true
+    }
+}
+
+/// The state of `value` now, for `filler`: an expired value that `filler` may not serve
+/// stale is gone.
+fn state_of<F: Filler>(plan: &Plan, filler: &F, value: &Opened) -> Option<State> {
+    match plan.freshness.state(&value.header, envelope::now_ms()) {
+        Some(State::Stale) if !filler.serves_stale(value) => None,
+        state => state,
+    }
 }
 
 /// Runs one cached call: answers from the cache when it can, else runs `body` (once per
@@ -127,7 +141,7 @@ pub(crate) fn run<F: Filler>(
         // for another one.
         let seen = found.as_ref().map(|value| value.header.filled_at_ms);
         let old = match found {
-            Some(value) => match plan.freshness.state(&value.header, envelope::now_ms()) {
+            Some(value) => match state_of(&plan, &filler, &value) {
                 Some(State::Fresh) => match serve(&plan, &filler, &value, started) {
                     Some(answer) => {
                         l1_keep(&plan, value, epoch);
@@ -185,9 +199,7 @@ async fn fill<F: Filler>(
         if Some(value.header.filled_at_ms) == seen {
             return None;
         }
-        plan.freshness
-            .state(&value.header, envelope::now_ms())
-            .map(|_| (value, since))
+        state_of(plan, filler, &value).map(|_| (value, since))
     };
     let lease = if plan.leases() {
         let found = match lease::take(&plan.cache, &plan.key, plan.name).await {
@@ -301,17 +313,15 @@ pub(crate) async fn cached_answer<F: Filler>(
     let Some(value) = lookup(plan, Count::Yes).await? else {
         return Ok(None);
     };
-    Ok(
-        match plan.freshness.state(&value.header, envelope::now_ms()) {
-            Some(state) => {
-                if state == State::Stale {
-                    plan.cache.count(Event::ServedStale, plan.name);
-                }
-                serve(plan, filler, &value, started)
+    Ok(match state_of(plan, filler, &value) {
+        Some(state) => {
+            if state == State::Stale {
+                plan.cache.count(Event::ServedStale, plan.name);
             }
-            None => None,
-        },
-    )
+            serve(plan, filler, &value, started)
+        }
+        None => None,
+    })
 }
 
 /// The answer from a value found by [`lookup`], counted as a hit; its dependencies go to
@@ -370,10 +380,7 @@ async fn lead<F: Filler>(
 
     if filler.failed(&out)
         && let Some(old) = old
-        && plan
-            .freshness
-            .state(&old.header, envelope::now_ms())
-            .is_some()
+        && state_of(plan, filler, old).is_some()
         && let Some(answer) = filler.answer(old)
     {
         cache.count(Event::ServedStale, name);

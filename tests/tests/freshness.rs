@@ -108,6 +108,7 @@ async fn patient(db: &Db) -> u32 {
 
 cache_tests::on_both_backends!(
     the_old_value_is_served_at_once_while_one_call_refreshes,
+    must_revalidate_pages_are_never_served_stale,
     a_failed_refresh_serves_the_old_value_until_the_window_ends,
     an_invalidated_value_is_never_served_stale,
     early_refresh_recomputes_before_expiry,
@@ -116,6 +117,7 @@ cache_tests::on_both_backends!(
 );
 cache_tests::on_cluster!(
     the_old_value_is_served_at_once_while_one_call_refreshes,
+    must_revalidate_pages_are_never_served_stale,
     a_failed_refresh_serves_the_old_value_until_the_window_ends,
     an_invalidated_value_is_never_served_stale,
     early_refresh_recomputes_before_expiry,
@@ -258,6 +260,80 @@ async fn pages_serve_stale_and_say_so(env: Env) {
         "a 503 replaced the stale page"
     );
     assert_eq!(db.runs(), 2);
+}
+
+#[cached_view(ttl = 1, stale = 5)]
+async fn strict_page(State(db): State<Arc<Db>>) -> impl axum::response::IntoResponse {
+    let value = db.read().await;
+    if db.fail.load(SeqCst) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CACHE_CONTROL, "no-store")],
+            "down".to_owned(),
+        );
+    }
+    let cache_control = "max-age=1, must-revalidate";
+    (
+        StatusCode::OK,
+        [(header::CACHE_CONTROL, cache_control)],
+        format!("value {value}"),
+    )
+}
+
+/// A response that says `must-revalidate` is never served past its lifetime, whatever the
+/// view's stale window (RFC 9111 §4.2.4): not while it is refreshed, not in place of a
+/// failed refresh; and the window is not announced to caches downstream.
+async fn must_revalidate_pages_are_never_served_stale(env: Env) {
+    let db = Db::new(1);
+    let app = Router::new()
+        .route("/strict", get(strict_page))
+        .with_state(db.clone());
+    let get = || fetch_strict(app.clone(), env.cache.clone());
+    assert_eq!(
+        get().await,
+        ("max-age=1, must-revalidate".into(), "value 1".into())
+    );
+    assert_eq!(get().await.1, "value 1");
+    assert_eq!(db.runs(), 1, "a hit while fresh");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    db.value.store(2, SeqCst);
+    // One request refreshes, held at the gate; a stale answer to another would come back at
+    // once, while a miss waits for the refresh.
+    db.open.forget_permits(Semaphore::MAX_PERMITS);
+    db.entered.forget_permits(Semaphore::MAX_PERMITS); // the earlier runs'
+    let refreshing = tokio::spawn(get());
+    db.entered.acquire().await.unwrap().forget();
+    let other = tokio::spawn(get());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!other.is_finished(), "the expired page was served stale");
+    db.open.add_permits(Semaphore::MAX_PERMITS);
+    assert_eq!(refreshing.await.unwrap().1, "value 2");
+    assert_eq!(other.await.unwrap().1, "value 2");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    db.fail.store(true, SeqCst);
+    assert_eq!(
+        get().await,
+        ("no-store".into(), "down".into()),
+        "the failed refresh was replaced by the stale page"
+    );
+    assert_eq!(env.cache.stats().served_stale, 0);
+}
+
+/// `GET /strict` on `app` with `cache`: its `Cache-Control` and body.
+async fn fetch_strict(app: Router, cache: Cache) -> (String, String) {
+    let request = Request::get("/strict")
+        .header("host", "example.com")
+        .body(Body::empty())
+        .unwrap();
+    let response = cache_runtime::scope(cache, app.oneshot(request))
+        .await
+        .unwrap();
+    let cache_control = response.headers()[header::CACHE_CONTROL]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (cache_control, String::from_utf8(body.to_vec()).unwrap())
 }
 
 async fn plain_status(State(db): State<Arc<Db>>) -> (StatusCode, String) {

@@ -14,8 +14,10 @@
 //! three fields saying `no-store`, `no-cache` or `private` (the last two with or without a
 //! field list) keeps the response out, whichever gives the lifetime: the most restrictive
 //! directive wins (RFC 9111 §4.2.1). A directive whose value does not parse is stale
-//! information: not stored. `must-revalidate` and `proxy-revalidate` forbid serving a
-//! response once stale; this cache never does, so they need nothing more.
+//! information: not stored. `must-revalidate` and `proxy-revalidate` in any of the three,
+//! and `s-maxage` in the last two (which carries `proxy-revalidate`, RFC 9111 §5.2.2.10),
+//! forbid serving the response once stale ([`forbids_stale`]): a view's stale window does not
+//! apply to it, and it is not announced downstream (RFC 9111 §4.2.4).
 //!
 //! The fields are stored and served as the handler set them: a CDN in front reads them too.
 
@@ -61,6 +63,26 @@ pub(crate) fn shared_lifetime(
         }
         lifetime => Ok(lifetime),
     }
+}
+
+/// Whether the response's headers forbid a shared cache to serve it once stale:
+/// `must-revalidate` or `proxy-revalidate` in `Surrogate-Control`, `CDN-Cache-Control` or
+/// `Cache-Control`, or `s-maxage` in either of the last two. Headers that do not parse forbid
+/// it too.
+pub(crate) fn forbids_stale(headers: &HeaderMap) -> bool {
+    let fields = [
+        (HeaderName::from_static(SURROGATE_CONTROL), false),
+        (HeaderName::from_static(CDN_CACHE_CONTROL), true),
+        (header::CACHE_CONTROL, true),
+    ];
+    fields.iter().any(|(field, shared_max_age)| {
+        directives(headers, field).map_or(true, |directives| {
+            directives.iter().any(|(name, _)| {
+                matches!(name.as_str(), "must-revalidate" | "proxy-revalidate")
+                    || (*shared_max_age && name == "s-maxage")
+            })
+        })
+    })
 }
 
 /// The directives of every line of `name`, names lower-cased, values unquoted.
@@ -131,6 +153,38 @@ mod tests {
         }
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
         shared_lifetime(&map, now).map(|l| l.map(|l| l.as_secs()))
+    }
+
+    fn forbids(pairs: &[(&str, &str)]) -> bool {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        forbids_stale(&map)
+    }
+
+    #[test]
+    fn revalidation_directives_forbid_serving_stale() {
+        assert!(!forbids(&[]));
+        assert!(!forbids(&[("cache-control", "public, max-age=60")]));
+        assert!(forbids(&[("cache-control", "max-age=60, must-revalidate")]));
+        assert!(forbids(&[("cache-control", "Proxy-Revalidate")]));
+        assert!(forbids(&[("cache-control", "s-maxage=60")]));
+        assert!(forbids(&[("cdn-cache-control", "s-maxage=60")]));
+        assert!(forbids(&[(
+            "surrogate-control",
+            "max-age=60, must-revalidate"
+        )]));
+        // Surrogate-Control's own max-age is not s-maxage.
+        assert!(!forbids(&[("surrogate-control", "max-age=60")]));
+        // Second line of the field.
+        assert!(forbids(&[
+            ("cache-control", "max-age=60"),
+            ("cache-control", "must-revalidate")
+        ]));
     }
 
     #[test]

@@ -189,7 +189,8 @@ impl CacheLayer {
     /// Serves an expired response for `window` after its expiry while one request
     /// re-renders it, and in place of a re-render that fails (a 5xx); responses say so in
     /// `Cache-Control: stale-while-revalidate, stale-if-error`. An invalidated response is
-    /// never served.
+    /// never served, nor is one past its lifetime whose headers say `must-revalidate`,
+    /// `proxy-revalidate` or `s-maxage` (RFC 9111 §4.2.4).
     pub fn stale(mut self, window: Duration) -> CacheLayer {
         Arc::make_mut(&mut self.config).stale = window;
         self

@@ -263,7 +263,8 @@ pub(crate) struct Rules<'a, V> {
     /// XFetch's β.
     pub(crate) early: Option<f64>,
     /// How long an expired response is still served while one request refreshes it, or
-    /// when the refresh fails (`Cache-Control: stale-while-revalidate, stale-if-error`).
+    /// when the refresh fails (`Cache-Control: stale-while-revalidate, stale-if-error`);
+    /// never for a response that says `must-revalidate`, `proxy-revalidate` or `s-maxage`.
     pub(crate) stale: Duration,
 }
 
@@ -466,6 +467,11 @@ impl<V: AsRef<str>, B: Body<Data = Bytes>, E> Filler for Responses<'_, V, B, E> 
         header.codec = response::RESPONSE_CODEC;
     }
 
+    fn serves_stale(&self, value: &Opened) -> bool {
+        // Unreadable: `answer` says so (a miss) where it is asked.
+        Entry::open(value).is_none_or(|entry| !freshness::forbids_stale(&entry.headers))
+    }
+
     fn answer(&self, value: &Opened) -> Option<Self::Answer> {
         let entry = Entry::open(value)?;
         Some(Ok(entry.respond(
@@ -488,7 +494,9 @@ impl<V: AsRef<str>, B: Body<Data = Bytes>, E> Filler for Responses<'_, V, B, E> 
         response::prepare(&mut parts.headers, &body, self.vary);
         response::write_payload(parts.status, &parts.headers, &body, writer.payload());
         response::add_freshness(&mut parts.headers, header.filled_at(), ttl);
-        response::add_stale(&mut parts.headers, self.stale);
+        if !freshness::forbids_stale(&parts.headers) {
+            response::add_stale(&mut parts.headers, self.stale);
+        }
         if parts.status.is_success()
             && response::matches_none_match(self.request_headers, parts.headers.get(header::ETAG))
         {
