@@ -222,3 +222,55 @@ async fn a_cluster_that_is_not_there_runs_uncached_within_the_timeout() {
     );
     assert!(admin::ping(&cache).await.is_err());
 }
+
+static ACL_BODY: AtomicUsize = AtomicUsize::new(0);
+
+#[cached_query(key = "acl_user:{id}", ttl = 600, tags = ["acl_user:{id}"])]
+async fn acl_user(id: u32) -> String {
+    ACL_BODY.fetch_add(1, SeqCst);
+    format!("user {id}")
+}
+
+/// The ACL list docs/SCALING.md gives for a cluster is enough: set on every node (ACLs are
+/// per node), an ACL user fills, hits, takes leases, invalidates, lists and clears, with no
+/// backend error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_documented_acl_list_runs_a_cluster_cache() {
+    let _turn = turn().await;
+    let cluster = cluster();
+    let rules = "SETUSER acl on >aclpw ~acl:* +mget +get +set +pexpire +multi +exec +unlink \
+                 +scan +ping +time +zrange +evalsha +script|load +cluster|slots \
+                 +strlen +pttl"; // the last two for listing (admin, cachectl, the dashboard)
+    let rules: Vec<&str> = rules.split_whitespace().collect();
+    for node in cluster.nodes() {
+        let mut args = vec!["ACL"];
+        args.extend(&rules);
+        assert_eq!(cache_tests::cli(node.port(), &args).trim(), "OK");
+    }
+    let url = cluster.url().replacen("://", "://acl:aclpw@", 1);
+    let cache = Cache::builder(&url)
+        .prefix("acl")
+        .timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        assert_eq!(on(&cache, acl_user(1)).await, "user 1");
+    }
+    let denied: Vec<String> = cluster
+        .nodes()
+        .iter()
+        .map(|n| cache_tests::cli(n.port(), &["ACL", "LOG"]))
+        .collect();
+    assert_eq!(ACL_BODY.load(SeqCst), 1, "a hit; denied: {denied:?}");
+    cache.invalidate_tag("acl_user:1").await.unwrap();
+    assert_eq!(on(&cache, acl_user(1)).await, "user 1");
+    assert_eq!(ACL_BODY.load(SeqCst), 2, "invalidated");
+    cache.set("plain", &7u32, None).await.unwrap();
+    assert_eq!(cache.get::<u32>("plain").await.unwrap(), Some(7));
+    let summary = admin::summary(&cache, |_| {}).await.unwrap();
+    assert!(summary.complete);
+    assert!(cache.clear().await.unwrap() > 0);
+    assert_eq!(cache.get::<u32>("plain").await.unwrap(), None);
+    assert_eq!(cache.stats().backend_errors, 0, "{:?}", cache.stats());
+}

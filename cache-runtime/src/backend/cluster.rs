@@ -91,6 +91,13 @@ fn seeds(node_scheme: &str, rest: &str) -> Result<Vec<String>> {
         )));
     }
     let (user, hosts) = match authority.rsplit_once('@') {
+        // `user:pw@h1:p1,user:pw@h2:p2` would read `pw@h1:p1,user:pw` as the password.
+        Some((user, _)) if user.contains(',') => {
+            return Err(Error::config(
+                "credentials go once, before the first node: \
+                 `redis+cluster://user:password@host:port,host:port`",
+            ));
+        }
         Some((user, hosts)) => (format!("{user}@"), hosts),
         None => (String::new(), authority),
     };
@@ -632,6 +639,7 @@ mod tests {
         assert!(error("redis+cluster://h:0").contains("invalid port"));
         assert!(error("redis+cluster://:7000").contains("no host"));
         assert!(error("redis+cluster://h:7000/3").contains("only database 0"));
+        assert!(error("redis+cluster://u:p@h1:7000,u:p@h2:7001").contains("credentials go once"));
     }
 
     #[test]
