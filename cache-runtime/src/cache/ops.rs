@@ -133,7 +133,8 @@ impl Cache {
     }
 
     /// Stores `bytes` under `stored_key` as they are, for `ttl` (`None`: until evicted).
-    /// Nothing the cache reads back from it is trusted: see [`Cache::raw_get`].
+    /// Nothing the cache reads back from it is trusted: see [`Cache::raw_get`]. Like
+    /// [`Cache::set`], it is announced: no instance's L1 keeps serving what was there.
     pub async fn raw_set(
         &self,
         stored_key: &str,
@@ -144,6 +145,7 @@ impl Cache {
         self.inner
             .backend
             .set(stored_key.to_owned(), value, ttl)
-            .await
+            .await?;
+        self.announce(Change::Entry(stored_key)).await
     }
 }
