@@ -4,8 +4,9 @@
 //! Commands go out from the caller's task, with no hop to another thread. A `Cache` may
 //! outlive the tokio runtime that first used it (built in a set-up runtime, shared by many
 //! `#[tokio::test]`s): the connection's driver task died with that runtime, so an operation
-//! that finds the connection dropped is tried once more, on the connection redis-rs has
-//! meanwhile opened from the caller's runtime, within the same deadline.
+//! that finds the connection dropped (or its runtime shutting down) is tried again, at most
+//! twice, on the connection redis-rs has meanwhile opened from the caller's runtime, within
+//! the same deadline.
 //! Blocking calls send the same commands on pooled synchronous connections instead
 //! ([`redis_sync`](super::redis_sync)), within the same deadline.
 //!
@@ -111,10 +112,21 @@ impl RedisBackend {
     {
         let deadline = Instant::now() + bound;
         let mut answer = blocking::timeout_at(deadline, self.send(&f, deadline)).await;
-        if let Ok(Err(e)) = &answer
-            && (e.is_connection_dropped() || e.is_unrecoverable_error())
-        {
-            answer = blocking::timeout_at(deadline, self.send(&f, deadline)).await;
+        // A connection whose driver died with a runtime answers "broken pipe"; one whose
+        // runtime is shutting down, an I/O error of tokio's ("being shutdown") until it is
+        // gone. Either way redis-rs reconnects from this call's runtime: try again.
+        for _ in 0..2 {
+            match &answer {
+                Ok(Err(e))
+                    if !e.is_timeout()
+                        && (e.is_connection_dropped()
+                            || e.is_unrecoverable_error()
+                            || e.is_io_error()) =>
+                {
+                    answer = blocking::timeout_at(deadline, self.send(&f, deadline)).await;
+                }
+                _ => break,
+            }
         }
         match answer {
             Ok(Ok(v)) => Ok(v),
