@@ -11,11 +11,10 @@
 //! Under `cargo test` (no `--bench`) it runs 10 invalidations with one worker and checks
 //! none served an old value.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cache_runtime::Cache;
-use cache_tests::{RedisServer, raw_connection, unique_prefix};
+use cache_tests::{RedisServer, l1_workers, raw_connection, unique_prefix};
 
 const INVALIDATIONS: usize = 300;
 
@@ -31,33 +30,12 @@ struct Run {
     stale: u64,
 }
 
-fn spawn(url: &str, prefix: &str, seconds: f64) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_l1_worker"))
-        .args([url, prefix, &format!("{seconds:.1}"), "2"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start l1_worker")
-}
-
-/// `reads R l1_hits H stale S` from a worker that ran to its end.
-fn finish(worker: Child) -> (u64, u64, u64) {
-    let out = worker.wait_with_output().expect("worker ran");
-    assert!(out.status.success(), "worker failed: {out:?}");
-    let line = String::from_utf8(out.stdout).unwrap();
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let number = |name: &str| {
-        let i = words.iter().position(|w| *w == name).expect(name);
-        words[i + 1].parse::<u64>().unwrap()
-    };
-    (number("reads"), number("l1_hits"), number("stale"))
-}
-
 async fn run(url: &str, instances: usize, invalidations: usize) -> Run {
     let prefix = unique_prefix("l1-propagation");
     // Long enough for the start-up, the invalidations (5 ms apart at most) and a margin.
     let seconds = 1.5 + invalidations as f64 * 0.008;
-    let workers: Vec<Child> = (0..instances)
-        .map(|_| spawn(url, &prefix, seconds))
+    let workers: Vec<_> = (0..instances)
+        .map(|_| l1_workers::spawn(env!("CARGO_BIN_EXE_l1_worker"), url, &prefix, seconds, 2))
         .collect();
     let cache = Cache::builder(url)
         .prefix(prefix.as_str())
@@ -69,27 +47,18 @@ async fn run(url: &str, instances: usize, invalidations: usize) -> Run {
     tokio::time::sleep(Duration::from_millis(1000)).await; // the workers trust their L1s
     let mut latencies_us = Vec::with_capacity(invalidations);
     for n in 1..=invalidations as u64 {
-        let _: () = redis::cmd("SET")
-            .arg(format!("{prefix}:data"))
-            .arg(n)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let started = Instant::now();
-        cache.invalidate_tag("data").await.unwrap();
-        latencies_us.push(started.elapsed().as_secs_f64() * 1e6);
-        let _: () = redis::cmd("SET")
-            .arg(format!("{prefix}:done"))
-            .arg(n)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        let took = l1_workers::change(&mut conn, &cache, &prefix, n).await;
+        latencies_us.push(took.as_secs_f64() * 1e6);
         tokio::time::sleep(Duration::from_millis(5)).await; // the workers read it again
     }
     let (mut reads, mut l1_hits, mut stale) = (0, 0, 0);
     for worker in workers {
-        let (r, h, s) = finish(worker);
-        (reads, l1_hits, stale) = (reads + r, l1_hits + h, stale + s);
+        let report = l1_workers::finish(worker);
+        (reads, l1_hits, stale) = (
+            reads + report.reads,
+            l1_hits + report.l1_hits,
+            stale + report.stale,
+        );
     }
     latencies_us.sort_by(f64::total_cmp);
     Run {

@@ -44,6 +44,7 @@
 //! `timeout`) killed redis-server before the lifeline closed; the first server a later test
 //! process starts removes the directories of test processes that are gone.
 
+pub mod l1_workers;
 mod redis_cluster;
 mod redis_server;
 

@@ -3,49 +3,19 @@
 //! that began after an invalidation returned never sees the old value, also while the
 //! workers' subscriptions are cut.
 
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use cache_runtime::Cache;
-use cache_tests::{RedisServer, raw_connection, unique_prefix};
-
-struct Worker {
-    reads: u64,
-    l1_hits: u64,
-    stale: u64,
-}
+use cache_tests::{RedisServer, l1_workers, raw_connection, unique_prefix};
 
 fn spawn_workers(url: &str, prefix: &str, n: usize, seconds: f64) -> Vec<std::process::Child> {
     (0..n)
-        .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_l1_worker"))
-                .args([url, prefix, &seconds.to_string()])
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("start l1_worker")
-        })
+        .map(|_| l1_workers::spawn(env!("CARGO_BIN_EXE_l1_worker"), url, prefix, seconds, 0))
         .collect()
 }
 
-fn finish(workers: Vec<std::process::Child>) -> Vec<Worker> {
-    workers
-        .into_iter()
-        .map(|worker| {
-            let out = worker.wait_with_output().expect("worker ran");
-            assert!(out.status.success(), "worker failed: {out:?}");
-            let line = String::from_utf8(out.stdout).unwrap();
-            let words: Vec<&str> = line.split_whitespace().collect();
-            let number = |name: &str| {
-                let i = words.iter().position(|w| *w == name).expect(name);
-                words[i + 1].parse::<u64>().unwrap()
-            };
-            Worker {
-                reads: number("reads"),
-                l1_hits: number("l1_hits"),
-                stale: number("stale"),
-            }
-        })
-        .collect()
+fn finish(workers: Vec<std::process::Child>) -> Vec<l1_workers::Report> {
+    workers.into_iter().map(l1_workers::finish).collect()
 }
 
 /// Sets the value to 1..=rounds, invalidating after each and then saying so; returns how
@@ -63,21 +33,7 @@ async fn change(url: &str, prefix: &str, rounds: u64, cut_at: Option<u64>) -> Du
                 .await
                 .unwrap();
         }
-        let _: () = redis::cmd("SET")
-            .arg(format!("{prefix}:data"))
-            .arg(n)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-        let started = Instant::now();
-        cache.invalidate_tag("data").await.unwrap();
-        slowest = slowest.max(started.elapsed());
-        let _: () = redis::cmd("SET")
-            .arg(format!("{prefix}:done"))
-            .arg(n)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+        slowest = slowest.max(l1_workers::change(&mut conn, &cache, prefix, n).await);
         tokio::time::sleep(Duration::from_millis(40)).await;
     }
     slowest
