@@ -4,7 +4,7 @@
 //! ```text
 //! offset  size  field
 //! 0       2     magic "CR"
-//! 2       1     format version (2)
+//! 2       1     format version (3)
 //! 3       1     codec id (what wrote the payload; 0 for HTTP responses)
 //! 4       1     flags: bit 0 = payload compressed with lz4 (size-prepended); others 0
 //! 5       1     kind (0 = a codec value, 1 = an HTTP response)
@@ -13,7 +13,8 @@
 //! 22      4     compute cost of the fill, microseconds (saturating)
 //! 26      8     schema fingerprint of the payload's type (0: none)
 //! 34      2     dependency count N (at most 4096)
-//! 36      ...   N × (u16 name length, name bytes (UTF-8), u64 generation)
+//! 36      8     fill id: random, so that two fills never have the same header
+//! 44      ...   N × (u16 name length, name bytes (UTF-8), u64 generation)
 //! ...     ...   payload (lz4-compressed when flag bit 0 is set)
 //! ```
 //!
@@ -23,14 +24,19 @@
 //! a bound before anything is decompressed). Opening a value copies nothing: the
 //! dependencies and the payload are slices of the stored buffer (an lz4 payload is
 //! decompressed once, into a buffer of its own).
+//!
+//! The fixed header ([`HEAD_LEN`] bytes) names one fill: a process holding a copy of a value
+//! ([`crate::copies`]) asks Redis for these bytes only, and uses its copy while they match.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 const MAGIC: [u8; 2] = *b"CR";
-const FORMAT: u8 = 2;
-const FIXED_LEN: usize = 36;
+const FORMAT: u8 = 3;
+const FIXED_LEN: usize = 44;
+/// Length of the fixed header, which tells one fill's value from any other.
+pub(crate) const HEAD_LEN: usize = FIXED_LEN;
 /// Flag bit: the payload is lz4-compressed, its decompressed size prepended (u32 LE).
 const FLAG_LZ4: u8 = 1;
 /// Most dependencies one value may record. A fill that depends on more is not stored.
@@ -59,6 +65,8 @@ pub(crate) struct Header {
     pub(crate) cost_us: u32,
     /// Fingerprint of the payload's schema, for codecs that need one (0: none).
     pub(crate) fingerprint: u64,
+    /// Random, per fill.
+    pub(crate) fill_id: u64,
 }
 
 impl Header {
@@ -74,6 +82,7 @@ impl Header {
             fresh_until_ms: filled_at_ms.saturating_add(ttl_ms),
             cost_us: u32::try_from(cost.as_micros()).unwrap_or(u32::MAX),
             fingerprint: 0,
+            fill_id: rand::random(),
         }
     }
 
@@ -138,6 +147,7 @@ impl Writer {
         buf.extend_from_slice(&header.cost_us.to_le_bytes());
         buf.extend_from_slice(&header.fingerprint.to_le_bytes());
         buf.extend_from_slice(&(deps.len() as u16).to_le_bytes());
+        buf.extend_from_slice(&header.fill_id.to_le_bytes());
         for (name, generation) in deps {
             let len = u16::try_from(name.len()).ok()?;
             buf.extend_from_slice(&len.to_le_bytes());
@@ -181,6 +191,8 @@ impl Writer {
 #[derive(Debug, Clone)]
 pub(crate) struct Opened {
     pub(crate) header: Header,
+    /// The stored fixed header ([`HEAD_LEN`] bytes).
+    pub(crate) head: Bytes,
     /// The dependency records, validated by [`open`].
     deps: Bytes,
     n_deps: usize,
@@ -188,6 +200,9 @@ pub(crate) struct Opened {
     pub(crate) payload: Bytes,
     /// Size of the stored bytes.
     pub(crate) stored_len: usize,
+    /// Bytes held in memory: the stored ones, and the payload again when decompressed.
+    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // weighs local copies
+    pub(crate) held: usize,
     /// The payload decoded by a call whose type shares (`crate::share`).
     pub(crate) decoded: crate::share::Decoded,
 }
@@ -254,6 +269,7 @@ pub(crate) fn open(bytes: Bytes, limit: usize) -> Option<Opened> {
         fresh_until_ms: u64_at(14)?,
         cost_us: u32::from_le_bytes(fixed[22..26].try_into().ok()?),
         fingerprint: u64_at(26)?,
+        fill_id: u64_at(36)?,
     };
     let n_deps = u16::from_le_bytes(fixed[34..36].try_into().ok()?) as usize;
     if n_deps > MAX_DEPS || header.fresh_until_ms < header.filled_at_ms {
@@ -266,15 +282,18 @@ pub(crate) fn open(bytes: Bytes, limit: usize) -> Option<Opened> {
     let payload_at = bytes.len() - rest.len();
     let deps = bytes.slice(FIXED_LEN..payload_at);
     let stored = bytes.slice(payload_at..);
-    let payload = if fixed[4] & FLAG_LZ4 != 0 {
+    let compressed = fixed[4] & FLAG_LZ4 != 0;
+    let payload = if compressed {
         Bytes::from(decompress(&stored, limit)?)
     } else {
         stored
     };
     Some(Opened {
         header,
+        head: bytes.slice(..FIXED_LEN),
         deps,
         n_deps,
+        held: bytes.len() + if compressed { payload.len() } else { 0 },
         payload,
         stored_len: bytes.len(),
         decoded: crate::share::Decoded::new(),
@@ -366,6 +385,23 @@ mod tests {
         assert_eq!(opened.header.ttl(), Duration::from_secs(5));
         assert_eq!(opened.deps().collect::<Vec<_>>(), deps);
         assert_eq!(&opened.payload[..], b"abc");
+        assert_eq!(&opened.head[..], &bytes_again(&header, &deps)[..HEAD_LEN]);
+    }
+
+    fn bytes_again(header: &Header, deps: &[(&str, u64)]) -> Bytes {
+        let mut writer = Writer::new(header, deps.iter().copied(), 3).unwrap();
+        writer.payload().extend_from_slice(b"other payload");
+        writer.seal(NO_COMPRESSION)
+    }
+
+    /// A copy of a value is recognised by its head alone: two fills never share one, even
+    /// in the same millisecond with the same cost and dependencies.
+    #[test]
+    fn every_fill_has_a_head_of_its_own() {
+        let heads: std::collections::HashSet<Bytes> = (0..1000)
+            .map(|_| sealed(&[("all", 1)], b"same", NO_COMPRESSION).slice(..HEAD_LEN))
+            .collect();
+        assert_eq!(heads.len(), 1000);
     }
 
     #[test]

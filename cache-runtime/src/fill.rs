@@ -432,11 +432,15 @@ async fn lead<F: Filler>(
     };
     cache.observed_fill(name, since.elapsed());
     let keep = stored && epoch != NO_L1;
-    if (leader.followed() || keep)
+    let copy = stored && cache.inner.copies.is_some();
+    if (leader.followed() || keep || copy)
         && let Some(value) = envelope::open(bytes, usize::MAX)
     {
         if keep {
             l1_keep(plan, value.clone(), epoch);
+        }
+        if copy {
+            keep_copy(plan, &value);
         }
         leader.publish(Shared {
             value,
@@ -510,6 +514,23 @@ async fn lookup(plan: &Plan, count: Count) -> crate::Result<Option<Opened>> {
         cache, name, key, ..
     } = plan;
     let inner = &cache.inner;
+    if let Some(copies) = &inner.copies
+        && let Some(copy) = copies.get(key)
+    {
+        match probe(plan, &copy).await? {
+            Probed::Same { current: true } => return Ok(Some(Opened::clone(&copy))),
+            Probed::Same { current: false } => {
+                copies.forget(key);
+                return Ok(invalidated(plan, count));
+            }
+            Probed::Gone => {
+                copies.forget(key);
+                return Ok(None);
+            }
+            // Another fill's value (or another program's bytes): read it whole.
+            Probed::Other => copies.forget(key),
+        }
+    }
     let hint = inner.hints.get(key);
     let expected: Vec<&str> = plan
         .own
@@ -559,7 +580,54 @@ async fn lookup(plan: &Plan, count: Count) -> crate::Result<Option<Opened>> {
         }
         remember_beyond_own(plan, value.deps().map(|(n, _)| n));
     }
+    keep_copy(plan, &value);
     Ok(Some(value))
+}
+
+/// What Redis holds under a key this process has a copy of.
+enum Probed {
+    /// The copy's value; `current` when every generation it recorded still is.
+    Same { current: bool },
+    /// Nothing.
+    Gone,
+    /// Something else, or the store would not say.
+    Other,
+}
+
+/// Asks the store whether `copy` is still the value under `plan.key`, and whether the
+/// generations it recorded are current, in one round trip that does not read the value.
+async fn probe(plan: &Plan, copy: &Opened) -> crate::Result<Probed> {
+    let Plan {
+        cache, name, key, ..
+    } = plan;
+    let layout = &cache.inner.layout;
+    let keys = copy.deps().map(|(n, _)| layout.generation(n)).collect();
+    let probe = cache
+        .inner
+        .backend
+        .probe(key.clone(), envelope::HEAD_LEN, keys);
+    let (head, generations) = cache.guarded(name, "read", Some(key), probe).await?;
+    let Some(head) = head else {
+        return Ok(Probed::Other);
+    };
+    Ok(if head.is_empty() {
+        Probed::Gone
+    } else if head != copy.head {
+        Probed::Other
+    } else {
+        let current = copy
+            .deps()
+            .zip(&generations)
+            .all(|((_, generation), raw)| holds(raw, generation));
+        Probed::Same { current }
+    })
+}
+
+/// Keeps a copy of `value`, read from or written to `plan.key`, when the cache keeps copies.
+fn keep_copy(plan: &Plan, value: &Opened) {
+    if let Some(copies) = &plan.cache.inner.copies {
+        copies.keep(&plan.key, Arc::new(value.clone()));
+    }
 }
 
 /// Whether a lookup counts what it finds: the first look of a call does; the polls of a

@@ -39,6 +39,7 @@ mod blocking;
 mod breaker;
 mod cache;
 pub mod codec;
+mod copies;
 #[cfg(feature = "dashboard")]
 pub mod dashboard;
 mod deps;
@@ -70,8 +71,8 @@ pub use backend::MAX_TTL;
 pub use blocking::block_on;
 pub use cache::Cache;
 pub use cache::builder::{
-    CacheBuilder, DEFAULT_L1_TRUST, DEFAULT_LEASE_TTL, DEFAULT_MAX_VALUE_SIZE,
-    DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, DEFAULT_TTL,
+    CacheBuilder, DEFAULT_L1_TRUST, DEFAULT_LEASE_TTL, DEFAULT_LOCAL_COPIES_BYTES,
+    DEFAULT_MAX_VALUE_SIZE, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, DEFAULT_TTL,
 };
 pub use cache::default::{current, install, installed, scope, scope_blocking, spawn_blocking};
 pub use cache_macros::{cached_query, cached_view};

@@ -81,6 +81,7 @@ async fn server_with_acl_user() -> (RedisServer, String) {
             ">apppw",
             "~shop:*",
             "+mget",
+            "+getrange",
             "+get",
             "+set",
             "+pexpire",

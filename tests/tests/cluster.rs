@@ -238,7 +238,7 @@ async fn acl_user(id: u32) -> String {
 async fn the_documented_acl_list_runs_a_cluster_cache() {
     let _turn = turn().await;
     let cluster = cluster();
-    let rules = "SETUSER acl on >aclpw ~acl:* +mget +get +set +pexpire +multi +exec +unlink \
+    let rules = "SETUSER acl on >aclpw ~acl:* +mget +getrange +get +set +pexpire +multi +exec +unlink \
                  +scan +ping +time +zrange +evalsha +script|load +cluster|slots \
                  +strlen +pttl"; // the last two for listing (admin, cachectl, the dashboard)
     let rules: Vec<&str> = rules.split_whitespace().collect();

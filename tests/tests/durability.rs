@@ -143,6 +143,7 @@ async fn wait_for_replicas_keeps_invalidations_across_a_failover() {
             ">apppw",
             "~durable:*",
             "+mget",
+            "+getrange",
             "+get",
             "+set",
             "+pexpire",

@@ -423,49 +423,70 @@ fn counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
         .collect()
 }
 
+/// A hit is one round trip: with copies (the default on Redis), the header of the value this
+/// process holds a copy of and the generations it recorded (`GETRANGE` and `MGET`, one
+/// pipeline); without, one `MGET` of the value and its generations.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hit_is_one_round_trip() {
     let server = RedisServer::start();
-    let env = redis_env(&server, "commands").await;
-    let db = Db::with_users();
-    let app = app(&db);
-    let mut conn = raw_connection(&server.url()).await;
-
-    // A query hit: one MGET of the entry and its 5 generations (all, q:, e:, 2 tags).
-    env.run(user(&db, 1)).await; // miss + fill
-    let calls = commands_for(
-        &mut conn,
-        env.run(async {
-            for _ in 0..10 {
-                user(&db, 1).await;
+    for copies in [true, false] {
+        let cache = Cache::builder(&server.url())
+            .prefix(unique_prefix("commands"))
+            .local_copies(if copies { 1 << 20 } else { 0 })
+            .build()
+            .await
+            .unwrap();
+        let env = Env {
+            cache,
+            redis_url: Some(server.url()),
+        };
+        let hits = |n: u64| {
+            if copies {
+                counts(&[("getrange", n), ("mget", n)])
+            } else {
+                counts(&[("mget", n)])
             }
-        }),
-    )
-    .await;
-    assert_eq!(calls, counts(&[("mget", 10)]));
+        };
+        let db = Db::with_users();
+        let app = app(&db);
+        let mut conn = raw_connection(&server.url()).await;
 
-    // A page hit: its dependencies include those of the queries it called, known from the
-    // value this process stored, so the same single MGET of the entry and all of them.
-    get_text(&env, &app, "/profile/2").await;
-    let calls = commands_for(&mut conn, async {
-        for _ in 0..10 {
-            get_text(&env, &app, "/profile/2").await;
-        }
-    })
-    .await;
-    assert_eq!(calls, counts(&[("mget", 10)]));
+        // A query hit: the entry and its 5 generations (all, q:, e:, 2 tags).
+        env.run(user(&db, 1)).await; // miss + fill
+        let calls = commands_for(
+            &mut conn,
+            env.run(async {
+                for _ in 0..10 {
+                    user(&db, 1).await;
+                }
+            }),
+        )
+        .await;
+        assert_eq!(calls, hits(10), "copies: {copies}");
 
-    // A query that calls a cached query too.
-    env.run(team(&db, 1)).await;
-    let calls = commands_for(
-        &mut conn,
-        env.run(async {
+        // A page hit: its dependencies include those of the queries it called, known from
+        // the value this process stored, so the same single read of the entry and all of them.
+        get_text(&env, &app, "/profile/2").await;
+        let calls = commands_for(&mut conn, async {
             for _ in 0..10 {
-                team(&db, 1).await;
+                get_text(&env, &app, "/profile/2").await;
             }
-        }),
-    )
-    .await;
-    assert_eq!(calls, counts(&[("mget", 10)]));
-    assert_eq!(db.queries(), 2, "users 1 and 2, each queried once");
+        })
+        .await;
+        assert_eq!(calls, hits(10), "copies: {copies}");
+
+        // A query that calls a cached query too.
+        env.run(team(&db, 1)).await;
+        let calls = commands_for(
+            &mut conn,
+            env.run(async {
+                for _ in 0..10 {
+                    team(&db, 1).await;
+                }
+            }),
+        )
+        .await;
+        assert_eq!(calls, hits(10), "copies: {copies}");
+        assert_eq!(db.queries(), 2, "users 1 and 2, each queried once");
+    }
 }

@@ -167,7 +167,7 @@ async fn the_documented_acl_list_runs_the_l1() {
     use std::sync::atomic::Ordering::SeqCst;
     let server = RedisServer::start();
     let mut admin = raw_connection(&server.url()).await;
-    let rules = "ACL SETUSER app on >apppw ~app:* &app:l1 +mget +get +set +pexpire +multi +exec \
+    let rules = "ACL SETUSER app on >apppw ~app:* &app:l1 +mget +getrange +get +set +pexpire +multi +exec \
                  +unlink +scan +ping +time +zrange +evalsha +script|load \
                  +subscribe +publish +zadd +zremrangebyscore +sadd +smembers";
     let _: () = ::redis::cmd("ACL")

@@ -145,6 +145,7 @@ async fn password_and_acl_user_urls_authenticate() {
             ">apppw",
             "~app:*",
             "+mget",
+            "+getrange",
             "+get",
             "+set",
             "+pexpire",

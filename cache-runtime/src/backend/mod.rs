@@ -33,6 +33,27 @@ pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 pub(crate) trait Backend: Send + Sync + 'static {
     /// The values of `keys`, in order, read at one instant (Redis: one `MGET`).
     fn mget(&self, keys: Vec<String>) -> impl Future<Output = Result<Vec<Option<Bytes>>>> + Send;
+    /// The first `head` bytes of the value under `key` (empty when there is none; `None`
+    /// when the store refused to read them), then the values of `keys`, in one round trip:
+    /// enough to tell whether a copy of that value held in this process is still the stored
+    /// one, and still current (Redis: `GETRANGE` and `MGET` in one pipeline, so the value
+    /// itself does not cross the network).
+    fn probe(
+        &self,
+        key: String,
+        head: usize,
+        keys: Vec<String>,
+    ) -> impl Future<Output = Result<(Option<Bytes>, Vec<Option<Bytes>>)>> + Send {
+        async move {
+            let mut all = Vec::with_capacity(1 + keys.len());
+            all.push(key);
+            all.extend(keys);
+            let mut values = self.mget(all).await?.into_iter();
+            let value = values.next().flatten().unwrap_or_default();
+            let head = value.slice(..head.min(value.len()));
+            Ok((Some(head), values.collect()))
+        }
+    }
     /// Stores `value` under `key`, for `ttl` (`None`: until evicted).
     fn set(
         &self,
@@ -160,6 +181,14 @@ impl AnyBackend {
 impl Backend for AnyBackend {
     async fn mget(&self, keys: Vec<String>) -> Result<Vec<Option<Bytes>>> {
         dispatch!(self, b => b.mget(keys).await)
+    }
+    async fn probe(
+        &self,
+        key: String,
+        head: usize,
+        keys: Vec<String>,
+    ) -> Result<(Option<Bytes>, Vec<Option<Bytes>>)> {
+        dispatch!(self, b => b.probe(key, head, keys).await)
     }
     async fn set(&self, key: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         dispatch!(self, b => b.set(key, value, ttl).await)

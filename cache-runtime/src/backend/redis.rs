@@ -11,6 +11,8 @@
 //! ([`redis_sync`](super::redis_sync)), within the same deadline.
 //!
 //! Plain commands: `MGET` (a hit: the entry and its generations, read at one instant),
+//! `GETRANGE` + `MGET` in one pipeline (a hit on a local copy: the entry's header and its
+//! generations, [`crate::copies`]),
 //! `SET` (`NX` to create a generation or take a lease), `PEXPIRE` (to keep a counter alive as
 //! long as the values recording it), `GET`, `MULTI`/`SET XX KEEPTTL`/`UNLINK`/`EXEC` (an
 //! invalidation), `SCAN` + `UNLINK` (clearing a prefix), `PING`, `WAIT` (with
@@ -48,6 +50,8 @@ pub(crate) struct RedisBackend {
     /// `CacheBuilder::wait_for_replicas`: replicas every invalidation must reach, and how
     /// long it waits for them (on top of the operation timeout).
     wait: Option<(u32, Duration)>,
+    /// Whether Redis refused a `GETRANGE` already (warned once).
+    getrange_refused: std::sync::atomic::AtomicBool,
 }
 
 pub(super) fn px(cmd: &mut redis::Cmd, ttl: Option<Duration>) {
@@ -87,6 +91,7 @@ impl RedisBackend {
             timeout,
             delete_if: redis::Script::new(DELETE_IF),
             wait,
+            getrange_refused: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -206,6 +211,64 @@ impl Backend for RedisBackend {
             ));
         }
         Ok(bytes(values))
+    }
+
+    async fn probe(
+        &self,
+        key: String,
+        head: usize,
+        keys: Vec<String>,
+    ) -> Result<(Option<Bytes>, Vec<Option<Bytes>>)> {
+        let n = keys.len();
+        let mut pipe = redis::pipe();
+        // A key of another type answers GETRANGE with WRONGTYPE: as MGET answers nil for
+        // it, that is no value (the fill overwrites it), not a failing backend.
+        pipe.ignore_errors();
+        pipe.cmd("GETRANGE").arg(&key).arg(0).arg(head.max(1) - 1);
+        if n > 0 {
+            pipe.cmd("MGET").arg(&keys);
+        }
+        let pipe = &pipe;
+        let mut answers: Vec<redis::Value> = self
+            .run("GETRANGE + MGET", |mut c| async move {
+                pipe.query_async(&mut c).await
+            })
+            .await?;
+        let wrong = || {
+            Error::new(
+                ErrorKind::Backend,
+                "GETRANGE + MGET answered the wrong shape",
+            )
+        };
+        let values: Vec<Option<Vec<u8>>> = match answers.len() {
+            2 if n > 0 => redis::from_redis_value(answers.pop().unwrap_or(redis::Value::Nil))
+                .map_err(|_| wrong())?,
+            1 if n == 0 => Vec::new(),
+            _ => return Err(wrong()),
+        };
+        if values.len() != n {
+            return Err(wrong());
+        }
+        let head = match answers.pop() {
+            Some(value @ redis::Value::BulkString(_)) => Some(Bytes::from(
+                redis::from_redis_value::<Vec<u8>>(value).map_err(|_| wrong())?,
+            )),
+            Some(redis::Value::ServerError(e)) if e.code() == "WRONGTYPE" => Some(Bytes::new()),
+            // Refused (an ACL user without `+getrange`): the caller reads the value whole.
+            Some(redis::Value::ServerError(e)) => {
+                if !self
+                    .getrange_refused
+                    .swap(true, std::sync::atomic::Ordering::Relaxed)
+                {
+                    tracing::warn!(error = ?e, "cache: Redis refused GETRANGE; every hit reads \
+                        its value whole. Allow `+getrange` to the cache's ACL user, or turn \
+                        local copies off (CacheBuilder::local_copies(0))");
+                }
+                None
+            }
+            _ => return Err(wrong()),
+        };
+        Ok((head, bytes(values)))
     }
 
     async fn set(&self, key: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {

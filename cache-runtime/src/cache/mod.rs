@@ -64,6 +64,9 @@ pub(crate) struct Inner {
     pub(crate) breaker: Breaker,
     /// The in-process tier in front of Redis, when configured.
     pub(crate) l1: Option<Arc<crate::l1::L1>>,
+    /// Copies of values read from Redis, checked on every hit: on a single Redis, unless
+    /// turned off ([`CacheBuilder::local_copies`](crate::CacheBuilder::local_copies)).
+    pub(crate) copies: Option<crate::copies::Copies>,
     /// On a cluster, one breaker per bucket of the key layout (see
     /// [`Layout`](crate::key::Layout)): a dead primary opens the breakers of its buckets
     /// only, and the others keep being served. Empty elsewhere.

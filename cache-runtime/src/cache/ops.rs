@@ -105,6 +105,10 @@ impl Cache {
         // The L1 protocol's keys stay: the announcement below waits for the instances they list.
         let spare = self.inner.layout.l1_root();
         let removed = self.inner.backend.delete_prefix(root, spare).await?;
+        // They would be misses anyway (a hit checks its copy against Redis): free the memory.
+        if let Some(copies) = &self.inner.copies {
+            copies.clear();
+        }
         self.announce(Change::Generation(generation::ALL)).await?;
         Ok(removed)
     }
