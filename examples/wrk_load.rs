@@ -17,10 +17,13 @@
 //! 2. `/users/page` (`#[cached_view]`) with `CACHE_URL=memory://`;
 //! 3. `/users/page` with `CACHE_URL` on a private `redis-server` started for the run
 //!    (or `CACHE_TEST_REDIS_URL`);
-//! 4. `/users/page` on Redis with an L1 in the app (`CACHE_L1_MB=64`);
-//! 5. `/users` (uncached: SQLite + template on every request), on the memory app.
+//!    (local copies on, the default: a hit reads the page's header and generations);
+//! 4. `/users/page` on Redis with local copies off (`CACHE_LOCAL_COPIES_MB=0`: a hit reads
+//!    the whole page);
+//! 5. `/users/page` on Redis with an L1 in the app (`CACHE_L1_MB=64`);
+//! 6. `/users` (uncached: SQLite + template on every request), on the memory app.
 //!
-//! After a 1 s warm-up of each, the five run twice in alternating order (1 2 3 4 5 1 2 ...),
+//! After a 1 s warm-up of each, the six run twice in alternating order (1 2 3 4 5 6 1 2 ...),
 //! so drift of the machine hits every target alike; the table shows both rounds and the mean.
 //! Beside req/s and latency, the CPU time the server, Redis and wrk each spent per request
 //! (from `/proc`): where the time goes, and a figure other load on the machine disturbs far
@@ -226,16 +229,14 @@ fn app(
     binary: &Path,
     name: &'static str,
     cache_url: &str,
-    l1_mb: Option<u64>,
+    env: &[(&str, &str)],
     db: &Path,
 ) -> anyhow::Result<Server> {
     let mut command = Command::new(binary);
     command
         .env("CACHE_URL", cache_url)
-        .env("DATABASE_URL", format!("sqlite://{}", db.display()));
-    if let Some(mb) = l1_mb {
-        command.env("CACHE_L1_MB", mb.to_string());
-    }
+        .env("DATABASE_URL", format!("sqlite://{}", db.display()))
+        .envs(env.iter().copied());
     Server::start(name, command)
 }
 
@@ -348,21 +349,28 @@ fn run(
         app_binary,
         "memory app",
         "memory://",
-        None,
+        &[],
         &dir.join("memory.db"),
     )?;
     let redis_app = app(
         app_binary,
         "redis app",
         redis_url,
-        None,
+        &[],
         &dir.join("redis.db"),
+    )?;
+    let uncopied_app = app(
+        app_binary,
+        "redis app without copies",
+        redis_url,
+        &[("CACHE_LOCAL_COPIES_MB", "0")],
+        &dir.join("uncopied.db"),
     )?;
     let l1_app = app(
         app_binary,
         "L1 app",
         redis_url,
-        Some(64),
+        &[("CACHE_L1_MB", "64")],
         &dir.join("l1.db"),
     )?;
 
@@ -372,11 +380,13 @@ fn run(
         .build()?;
     let client = reqwest::Client::new();
     let (content_type, page) = rt.block_on(fetch(&client, &memory_app.url("/users/page")))?;
-    let from_redis = rt.block_on(fetch(&client, &redis_app.url("/users/page")))?;
-    ensure!(
-        from_redis == (content_type.clone(), page.clone()),
-        "the apps on memory and Redis serve different pages"
-    );
+    for redis_app in [&redis_app, &uncopied_app] {
+        let from_redis = rt.block_on(fetch(&client, &redis_app.url("/users/page")))?;
+        ensure!(
+            from_redis == (content_type.clone(), page.clone()),
+            "the apps on memory and Redis serve different pages"
+        );
+    }
     // Twice: the first fills (or reads Redis), the L1 keeps it.
     for _ in 0..2 {
         let from_l1 = rt.block_on(fetch(&client, &l1_app.url("/users/page")))?;
@@ -416,6 +426,12 @@ fn run(
             redis_pid,
         },
         Target {
+            name: "`/users/page` `#[cached_view]`, Redis, no local copies",
+            server: &uncopied_app,
+            path: "/users/page",
+            redis_pid,
+        },
+        Target {
             name: "`/users/page` `#[cached_view]`, Redis + L1",
             server: &l1_app,
             path: "/users/page",
@@ -444,6 +460,7 @@ fn run(
         rt.block_on(stats(&client, &memory_app))?,
         rt.block_on(stats(&client, &redis_app))?,
         rt.block_on(stats(&client, &l1_app))?,
+        rt.block_on(stats(&client, &uncopied_app))?,
     );
     let commands_before = rt.block_on(commandstats(redis_url))?;
     for target in &targets {
@@ -480,6 +497,7 @@ fn run(
         rt.block_on(stats(&client, &memory_app))?,
         rt.block_on(stats(&client, &redis_app))?,
         rt.block_on(stats(&client, &l1_app))?,
+        rt.block_on(stats(&client, &uncopied_app))?,
     );
     let commands_after = rt.block_on(commandstats(redis_url))?;
 
@@ -519,6 +537,7 @@ fn run(
         (memory_app.name, (&before.0, &after.0)),
         (redis_app.name, (&before.1, &after.1)),
         (l1_app.name, (&before.2, &after.2)),
+        (uncopied_app.name, (&before.3, &after.3)),
     ] {
         let delta =
             |field: &str| after[field].as_u64().unwrap_or(0) - before[field].as_u64().unwrap_or(0);
@@ -536,9 +555,17 @@ fn run(
         );
     }
 
-    // What one page hit asks of Redis (warm-up and timed runs; nothing else used it).
-    let hits = after.1["hits"].as_u64().unwrap_or(0) - before.1["hits"].as_u64().unwrap_or(0);
-    println!("\nRedis per page hit (`INFO commandstats` over the runs):\n");
+    // What one page hit asks of Redis (warm-up and timed runs; nothing else used it): the
+    // app with copies sends GETRANGE + MGET per hit, the one without an MGET.
+    let hits_of = |before: &serde_json::Value, after: &serde_json::Value| {
+        after["hits"].as_u64().unwrap_or(0) - before["hits"].as_u64().unwrap_or(0)
+    };
+    let copied_hits = hits_of(&before.1, &after.1);
+    let hits = copied_hits + hits_of(&before.3, &after.3);
+    println!(
+        "\nRedis per page hit of the two Redis apps ({copied_hits} of {hits} hits with copies; \
+         `INFO commandstats` over the runs):\n"
+    );
     println!("| command | calls per hit | Redis µs per call |");
     println!("|---|---:|---:|");
     for (command, (calls, usec)) in &commands_after {

@@ -9,8 +9,9 @@
 //! ```
 //! Environment: `PORT` (default 3000, `0` picks a free one), `CACHE_URL` or `REDIS_URL`
 //! (default `memory://`), `CACHE_L1_MB` (with Redis: an L1 of that many MiB in this process,
-//! kept coherent across instances), `DATABASE_URL` (default: a fresh SQLite file in the temp
-//! dir).
+//! kept coherent across instances), `CACHE_LOCAL_COPIES_MB` (with Redis: how many MiB of
+//! values this process keeps copies of, checked against Redis on every hit; default 32, `0`
+//! turns them off), `DATABASE_URL` (default: a fresh SQLite file in the temp dir).
 
 mod app;
 
@@ -38,6 +39,12 @@ async fn main() -> anyhow::Result<()> {
     if let Ok(mb) = std::env::var("CACHE_L1_MB") {
         let mb: u64 = mb.parse().context("CACHE_L1_MB: a number of MiB")?;
         builder = builder.l1(mb * 1024 * 1024);
+    }
+    if let Ok(mb) = std::env::var("CACHE_LOCAL_COPIES_MB") {
+        let mb: u64 = mb
+            .parse()
+            .context("CACHE_LOCAL_COPIES_MB: a number of MiB")?;
+        builder = builder.local_copies(mb * 1024 * 1024);
     }
     let cache = builder.build().await?;
     cache_runtime::install(cache.clone());

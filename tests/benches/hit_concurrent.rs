@@ -8,8 +8,10 @@
 //! cargo bench -p cache-tests --bench hit_concurrent -- "(a)"    # only names holding "(a)"
 //! ```
 //! Variants on Redis (a private `redis-server`, or `CACHE_TEST_REDIS_URL`):
-//! - (a) ours: `#[cached_query]` hit, default codec (MessagePack with field names), lz4 off
-//!   (the other variants do not compress either);
+//! - (a) ours: `#[cached_query]` hit, default settings but lz4 off (the other variants do
+//!   not compress either): with local copies, a hit reads the value's header and
+//!   generations, and decodes the copy this process holds;
+//! - (a0) ours with local copies off (`local_copies(0)`): a hit reads the whole value;
 //! - (a+lz4) ours with the `lz4` feature's default threshold (16 KiB), for reference;
 //! - (b) the `cached` crate: `#[concurrent_cached]` with its `AsyncRedisCache` store, built in
 //!   a `create` block as its docs show (positional MessagePack, multiplexed connection);
@@ -74,6 +76,7 @@ fn users() -> Vec<User> {
 static REDIS_URL: OnceLock<String> = OnceLock::new();
 static OUR_REDIS: OnceLock<Cache> = OnceLock::new();
 static OUR_REDIS_LZ4: OnceLock<Cache> = OnceLock::new();
+static OUR_UNCOPIED: OnceLock<Cache> = OnceLock::new();
 static OUR_MEMORY: OnceLock<Cache> = OnceLock::new();
 static OUR_L1: OnceLock<Cache> = OnceLock::new();
 
@@ -82,6 +85,9 @@ fn our_redis() -> Cache {
 }
 fn our_redis_lz4() -> Cache {
     OUR_REDIS_LZ4.get().expect("built in main").clone()
+}
+fn our_uncopied() -> Cache {
+    OUR_UNCOPIED.get().expect("built in main").clone()
 }
 fn our_memory() -> Cache {
     OUR_MEMORY.get().expect("built in main").clone()
@@ -97,6 +103,10 @@ async fn ours_redis() -> Vec<User> {
 }
 #[cached_query(key = "bench_users", ttl = 3600, cache = our_redis_lz4)]
 async fn ours_redis_lz4() -> Vec<User> {
+    users()
+}
+#[cached_query(key = "bench_users", ttl = 3600, cache = our_uncopied)]
+async fn ours_uncopied() -> Vec<User> {
     users()
 }
 #[cached_query(key = "bench_users", ttl = 3600, cache = our_memory)]
@@ -326,6 +336,14 @@ async fn variants(redis_url: &str, prefix: &str) -> Vec<Variant> {
     let ours_lz4 = build(redis_url, format!("{prefix}-lz4"), true)
         .await
         .unwrap();
+    let uncopied = Cache::builder(redis_url)
+        .prefix(format!("{prefix}-uncopied"))
+        .timeout(Duration::from_secs(2))
+        .compress_above(None)
+        .local_copies(0)
+        .build()
+        .await
+        .unwrap();
     let memory = build("memory://", format!("{prefix}-mem"), false)
         .await
         .unwrap();
@@ -340,6 +358,7 @@ async fn variants(redis_url: &str, prefix: &str) -> Vec<Variant> {
     let _ = OUR_L1.set(l1.clone());
     let _ = OUR_REDIS.set(ours.clone());
     let _ = OUR_REDIS_LZ4.set(ours_lz4.clone());
+    let _ = OUR_UNCOPIED.set(uncopied.clone());
     let _ = OUR_MEMORY.set(memory.clone());
 
     let conn = ConnectionManager::new(redis::Client::open(redis_url).unwrap())
@@ -364,6 +383,7 @@ async fn variants(redis_url: &str, prefix: &str) -> Vec<Variant> {
     for (cache, f) in [
         (&ours, call(ours_redis)),
         (&ours_lz4, call(ours_redis_lz4)),
+        (&uncopied, call(ours_uncopied)),
         (&memory, call(ours_memory)),
     ] {
         assert_eq!(*f().await, expected);
@@ -408,6 +428,12 @@ async fn variants(redis_url: &str, prefix: &str) -> Vec<Variant> {
             backend: "redis",
             call: call(ours_redis),
             stored: c(format!("{prefix}-ours*")).await,
+        },
+        Variant {
+            name: "(a0) ours, local copies off",
+            backend: "redis",
+            call: call(ours_uncopied),
+            stored: c(format!("{prefix}-uncopied*")).await,
         },
         Variant {
             name: "(a+lz4) ours, lz4 above 16 KiB",
