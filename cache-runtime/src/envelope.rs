@@ -203,7 +203,8 @@ pub(crate) struct Opened {
     /// Bytes held in memory: the stored ones, and the payload again when decompressed.
     #[cfg_attr(not(feature = "redis"), allow(dead_code))] // weighs local copies
     pub(crate) held: usize,
-    /// The payload decoded by a call whose type shares (`crate::share`).
+    /// The payload decoded by a call whose type shares (`crate::share`): one slot for the
+    /// opened value and all its clones.
     pub(crate) decoded: crate::share::Decoded,
 }
 
@@ -248,7 +249,7 @@ fn split_dep(bytes: &[u8]) -> Option<((&str, u64), &[u8])> {
     Some(((name, generation), &bytes[10 + len..]))
 }
 
-/// Opens `bytes`; `None` for anything that is not a valid envelope of format 2, or whose
+/// Opens `bytes`; `None` for anything that is not a valid envelope of format 3, or whose
 /// compressed payload is corrupt or claims more than `limit` bytes.
 pub(crate) fn open(bytes: Bytes, limit: usize) -> Option<Opened> {
     let fixed = bytes.get(..FIXED_LEN)?;
@@ -296,7 +297,7 @@ pub(crate) fn open(bytes: Bytes, limit: usize) -> Option<Opened> {
         held: bytes.len() + if compressed { payload.len() } else { 0 },
         payload,
         stored_len: bytes.len(),
-        decoded: crate::share::Decoded::new(),
+        decoded: crate::share::Decoded::default(),
     })
 }
 

@@ -5,17 +5,18 @@
 use cache_runtime::fuzz::decode_untrusted;
 use proptest::prelude::*;
 
-/// Length of the envelope's fixed header (format 2).
-const HEADER_LEN: usize = 36;
+/// Length of the envelope's fixed header (format 3).
+const HEADER_LEN: usize = 44;
 
-/// A valid envelope header (format 2, no deps, fresh for an hour) of `kind` (0: a codec
+/// A valid envelope header (format 3, no deps, fresh for an hour) of `kind` (0: a codec
 /// value, MessagePack; 1: an HTTP response), to put random payloads behind.
 fn header(kind: u8) -> Vec<u8> {
     let codec = if kind == 0 { 1 } else { 0 };
-    let mut h = vec![b'C', b'R', 2, codec, 0, kind];
+    let mut h = vec![b'C', b'R', 3, codec, 0, kind];
     h.extend_from_slice(&1_000u64.to_le_bytes());
     h.extend_from_slice(&3_601_000u64.to_le_bytes());
-    h.extend_from_slice(&[0u8; 4 + 8 + 2]);
+    // cost, fingerprint, dependency count, fill id
+    h.extend_from_slice(&[0u8; 4 + 8 + 2 + 8]);
     assert_eq!(h.len(), HEADER_LEN);
     h
 }
