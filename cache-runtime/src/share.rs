@@ -1,10 +1,11 @@
 //! Handing out a decoded value again without decoding it: for cached types that are an
 //! `Arc`, whose clone is the value itself.
 //!
-//! A value opened from stored bytes carries a slot for its decoded form ([`Decoded`]). When
-//! it stays in memory across calls (the L1, or one leader's value handed to its followers),
-//! the first call decodes it and keeps an `Arc` clone there; later calls clone that `Arc`
-//! and never touch the bytes. `#[cached_query]` picks this at compile time, by type: its
+//! A value opened from stored bytes carries a slot for its decoded form ([`Decoded`]),
+//! shared by every clone of the opened value. When it stays in memory across calls (the
+//! L1, a local copy, or one leader's value handed to its followers), the first call decodes
+//! it and keeps an `Arc` clone there; later calls clone that `Arc` and never touch the
+//! bytes. `#[cached_query]` picks this at compile time, by type: its
 //! expansion asks [`Probe`] for a [`Sharing`], which only `Arc<U>` answers (autoref
 //! specialization: [`ShareArc`] is found on `Probe<T>` before [`ShareNone`] on `&Probe<T>`).
 
@@ -13,7 +14,7 @@ use std::marker::PhantomData;
 use std::sync::{Arc, OnceLock};
 
 /// The decoded form of an opened value, once a call has decoded it (and its type shares).
-pub(crate) type Decoded = OnceLock<Arc<dyn Any + Send + Sync>>;
+pub(crate) type Decoded = Arc<OnceLock<Arc<dyn Any + Send + Sync>>>;
 
 /// How to keep a decoded `T` beside its bytes and read it back, for a `T` that shares.
 #[doc(hidden)]
@@ -85,7 +86,7 @@ mod tests {
         let sharing = (&Probe::<Arc<Vec<u8>>>::NEW)
             .sharing()
             .expect("an Arc shares");
-        let slot = Decoded::new();
+        let slot = Decoded::default();
         assert!(sharing.load(&slot).is_none());
         let value = Arc::new(vec![1, 2, 3]);
         sharing.keep(&slot, &value);
@@ -93,7 +94,7 @@ mod tests {
         assert!(Arc::ptr_eq(&value, &again), "no copy");
         // Unsized contents share too.
         let sharing = (&Probe::<Arc<str>>::NEW).sharing().unwrap();
-        let slot = Decoded::new();
+        let slot = Decoded::default();
         sharing.keep(&slot, &Arc::from("users"));
         assert_eq!(&*sharing.load(&slot).unwrap(), "users");
         // A slot kept by another type is not read as this one.

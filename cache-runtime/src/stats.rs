@@ -41,7 +41,8 @@ pub struct Stats {
     /// covers (a cached call that ran uncached), on more than 4,096 generations, or on an
     /// invalidation that ran while they were computed, or they are over the size limit.
     pub not_stored: u64,
-    /// Bytes read from the backend on hits.
+    /// Bytes of the stored values hits served (read from the backend, or held in the L1 or
+    /// a local copy).
     pub bytes_read: u64,
     /// Bytes written to the backend by fills.
     pub bytes_written: u64,

@@ -23,6 +23,8 @@
 //!   decoded on every hit;
 //! - (f) ours with an L1, the function returning `Arc<Vec<User>>`: decoded once, every hit
 //!   an `Arc` clone.
+//! - (g) ours, no L1, the function returning `Arc<Vec<User>>`: every hit checks the local
+//!   copy's header and generations in Redis, and hands out the `Arc` decoded once per copy.
 //!
 //! And in memory: our `memory://` hit (bytes in moka, decoded on every hit) beside the
 //! `cached` crate's `#[cached]` (the value itself in a map, cloned on every hit).
@@ -104,6 +106,10 @@ async fn ours_redis() -> Vec<User> {
 #[cached_query(key = "bench_users", ttl = 3600, cache = our_redis_lz4)]
 async fn ours_redis_lz4() -> Vec<User> {
     users()
+}
+#[cached_query(key = "bench_users_arc", ttl = 3600, cache = our_redis)]
+async fn ours_redis_arc() -> Arc<Vec<User>> {
+    Arc::new(users())
 }
 #[cached_query(key = "bench_users", ttl = 3600, cache = our_uncopied)]
 async fn ours_uncopied() -> Vec<User> {
@@ -406,6 +412,9 @@ async fn variants(redis_url: &str, prefix: &str) -> Vec<Variant> {
     }
     let (a, b) = (ours_l1_arc().await, ours_l1_arc().await);
     assert!(Arc::ptr_eq(&a, &b), "(f) hands out one allocation");
+    assert_eq!(*ours_redis_arc().await, expected); // the fill
+    let (a, b) = (ours_redis_arc().await, ours_redis_arc().await);
+    assert!(Arc::ptr_eq(&a, &b), "(g) hands out one allocation");
     assert_eq!(cached_crate_redis().await.unwrap(), expected);
     assert_eq!(cached_crate_memory().await, expected);
     // The cached crate offers no hit counter here: its prefix holds one entry after the
@@ -470,6 +479,12 @@ async fn variants(redis_url: &str, prefix: &str) -> Vec<Variant> {
             backend: "redis",
             call: call(ours_l1_arc),
             stored: c(format!("{prefix}-l1:1:bench_users_arc")).await,
+        },
+        Variant {
+            name: "(g) ours, `Arc<Vec<User>>` on local copies (decoded once per copy)",
+            backend: "redis",
+            call: call(ours_redis_arc),
+            stored: c(format!("{prefix}-ours:1:bench_users_arc")).await,
         },
         Variant {
             name: "ours `#[cached_query]`, `memory://`",

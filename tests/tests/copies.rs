@@ -188,3 +188,60 @@ async fn an_acl_user_without_getrange_still_hits() {
     let stats = cache.stats();
     assert_eq!((stats.hits, stats.backend_errors), (4, 0), "{stats:?}");
 }
+
+#[cached_query(key = "shared_rows")]
+async fn shared_rows() -> std::sync::Arc<Vec<u64>> {
+    std::sync::Arc::new((0..1000).collect())
+}
+
+/// A query returning an `Arc` is decoded once per copy: every hit on the copy hands out the
+/// same allocation (with the generations still checked in Redis). Without copies each hit
+/// decodes what it read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_arc_is_decoded_once_per_copy() {
+    let server = RedisServer::start();
+    for copies in [1 << 20, 0] {
+        let cache = cache(&server, &unique_prefix("arc"), copies).await;
+        let call = || cache_runtime::scope(cache.clone(), shared_rows());
+        call().await; // the fill
+        let (a, b) = (call().await, call().await);
+        assert_eq!(cache.stats().hits, 2);
+        assert_eq!(a, b);
+        assert_eq!(
+            std::sync::Arc::ptr_eq(&a, &b),
+            copies > 0,
+            "copies: {copies}"
+        );
+        cache.invalidate_all().await.unwrap();
+        let c = call().await;
+        assert!(
+            !std::sync::Arc::ptr_eq(&a, &c),
+            "an invalidated copy is not handed out"
+        );
+    }
+}
+
+/// What a copy cannot see: bytes rewritten behind the copy's own header (the 44 bytes that
+/// name the fill) are not read again by the process holding the copy. It keeps serving the
+/// value it read and checked, while its generations are current, until the value is filled
+/// again, invalidated or expires; a process without a copy reads them (a miss, counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bytes_behind_the_copys_own_header_are_not_read_again() {
+    let server = RedisServer::start();
+    let prefix = unique_prefix("behind");
+    let here = cache(&server, &prefix, 1 << 20).await;
+    here.set("k", &7u32, None).await.unwrap();
+    assert_eq!(here.get::<u32>("k").await.unwrap(), Some(7)); // now a copy
+    let key = format!("{prefix}:1:k");
+    let mut stored = here.raw_get(&key).await.unwrap().unwrap();
+    let last = stored.len() - 1;
+    stored[last] = 0xc1; // never valid MessagePack
+    here.raw_set(&key, &stored, None).await.unwrap();
+
+    assert_eq!(here.get::<u32>("k").await.unwrap(), Some(7), "the copy");
+    let elsewhere = cache(&server, &prefix, 1 << 20).await;
+    assert_eq!(elsewhere.get::<u32>("k").await.unwrap(), None);
+    assert_eq!(elsewhere.stats().decode_errors, 1);
+    here.invalidate_all().await.unwrap();
+    assert_eq!(here.get::<u32>("k").await.unwrap(), None, "invalidated");
+}

@@ -203,7 +203,8 @@ async fn shared_rows_or_error() -> Result<std::sync::Arc<[u64]>, String> {
 }
 
 /// An `Arc` served from the L1 is decoded once and handed out as clones of one allocation;
-/// without an L1 every hit decodes its own.
+/// without an L1 (nor local copies, which share it too: `copies.rs`) every hit decodes its
+/// own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_arc_from_the_l1_is_handed_out_without_a_copy() {
     use std::sync::Arc;
@@ -212,7 +213,12 @@ async fn an_arc_from_the_l1_is_handed_out_without_a_copy() {
         let builder = Cache::builder(&server.url())
             .prefix(unique_prefix("l1-arc"))
             .timeout(Duration::from_secs(2));
-        if l1 { builder.l1(1024 * 1024) } else { builder }.build()
+        if l1 {
+            builder.l1(1024 * 1024)
+        } else {
+            builder.local_copies(0)
+        }
+        .build()
     };
     let (with_l1, without) = (build(true).await.unwrap(), build(false).await.unwrap());
 
