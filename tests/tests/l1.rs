@@ -210,15 +210,12 @@ async fn an_arc_from_the_l1_is_handed_out_without_a_copy() {
     use std::sync::Arc;
     let server = RedisServer::start();
     let build = |l1: bool| {
+        // Local copies off in both: they would share the `Arc` too, before the L1 does.
         let builder = Cache::builder(&server.url())
             .prefix(unique_prefix("l1-arc"))
-            .timeout(Duration::from_secs(2));
-        if l1 {
-            builder.l1(1024 * 1024)
-        } else {
-            builder.local_copies(0)
-        }
-        .build()
+            .timeout(Duration::from_secs(2))
+            .local_copies(0);
+        if l1 { builder.l1(1024 * 1024) } else { builder }.build()
     };
     let (with_l1, without) = (build(true).await.unwrap(), build(false).await.unwrap());
 
