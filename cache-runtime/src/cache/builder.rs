@@ -209,8 +209,8 @@ impl CacheBuilder {
         self
     }
 
-    /// Keeps copies of up to `max_bytes` of values read from (or written to) a single Redis
-    /// in this process (default [`DEFAULT_LOCAL_COPIES_BYTES`], 32 MiB; 0 turns them off).
+    /// Keeps copies of up to `max_bytes` of values read from a single Redis (or filled into
+    /// it) in this process (default [`DEFAULT_LOCAL_COPIES_BYTES`], 32 MiB; 0 turns them off).
     ///
     /// A hit on a value this process holds a copy of does not read the value again: in the
     /// same single round trip, it reads the value's 44-byte header (`GETRANGE`, which names
