@@ -98,6 +98,21 @@ pub async fn raw_connection(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap_or_else(|e| panic!("cannot connect to Redis at {url}: {e}"))
 }
 
+/// The number `field` of Redis's `INFO {section}` (`total_net_output_bytes` of `stats`,
+/// `expired_keys` of `all`): what a test reads of the server's own counters.
+pub async fn redis_info(url: &str, section: &str, field: &str) -> u64 {
+    let mut conn = raw_connection(url).await;
+    let info: String = redis::cmd("INFO")
+        .arg(section)
+        .query_async(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("INFO {section} at {url}: {e}"));
+    info.lines()
+        .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("INFO {section} has no number {field}"))
+}
+
 /// One suite, both backends: for each `case`, a `memory::case` and a `redis::case` test that
 /// call `case(Env::memory("case").await)` and `case(Env::redis("case").await)`, where `Env`
 /// is the calling test file's own environment type.

@@ -6,7 +6,7 @@
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
 use cache_runtime::{Cache, cached_query};
-use cache_tests::{RedisServer, raw_connection, unique_prefix};
+use cache_tests::{RedisServer, raw_connection, redis_info, unique_prefix};
 
 async fn cache(server: &RedisServer, prefix: &str, copies: u64) -> Cache {
     Cache::builder(&server.url())
@@ -17,18 +17,9 @@ async fn cache(server: &RedisServer, prefix: &str, copies: u64) -> Cache {
         .unwrap()
 }
 
-/// Bytes Redis has sent to its clients so far (`INFO stats`).
+/// Bytes Redis has sent to its clients so far.
 async fn sent_by_redis(server: &RedisServer) -> u64 {
-    let mut conn = raw_connection(&server.url()).await;
-    let info: String = ::redis::cmd("INFO")
-        .arg("stats")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|line| line.strip_prefix("total_net_output_bytes:"))
-        .and_then(|n| n.trim().parse().ok())
-        .expect("INFO stats has total_net_output_bytes")
+    redis_info(&server.url(), "stats", "total_net_output_bytes").await
 }
 
 static PAGE_RUNS: AtomicU32 = AtomicU32::new(0);

@@ -12,7 +12,7 @@ use axum::extract::Path;
 use axum::routing::get;
 use cache_runtime::view::CacheLayer;
 use cache_runtime::{Cache, cached_query};
-use cache_tests::{RedisServer, raw_connection};
+use cache_tests::{RedisServer, raw_connection, redis_info};
 use futures::StreamExt;
 use http::{Request, header};
 use tower::ServiceExt;
@@ -44,21 +44,6 @@ fn junk(i: usize) -> String {
         3 => format!("/%2e%2e/%2e%2e/etc/passwd?{i}=%00"),
         _ => format!("/?q={i}&page={}", i * 7),
     }
-}
-
-async fn redis_info(url: &str, field: &str) -> u64 {
-    let mut conn = raw_connection(url).await;
-    let info: String = ::redis::cmd("INFO")
-        .arg("all")
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    info.lines()
-        .find_map(|l| l.strip_prefix(&format!("{field}:")))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
 }
 
 /// Every key in the server with its remaining life in ms (`-1`: none, `-2`: expired since
@@ -105,7 +90,7 @@ async fn junk_urls_leave_nothing_behind() {
         .route("/users/{id}", get(user_page))
         .route("/items/{*rest}", get(|| async { "item" }))
         .layer(CacheLayer::new(TTL).cache(cache.clone()));
-    let memory_before = redis_info(&url, "used_memory").await;
+    let memory_before = redis_info(&url, "all", "used_memory").await;
 
     let started = Instant::now();
     futures::stream::iter(0..REQUESTS)
@@ -138,7 +123,7 @@ async fn junk_urls_leave_nothing_behind() {
     // Everything it created expires, except the counters named by the code alone.
     let keys = keys_and_ttls(&url).await;
     // Those of the first requests may have expired already on a slow machine: count them.
-    let expired = redis_info(&url, "expired_keys").await;
+    let expired = redis_info(&url, "all", "expired_keys").await;
     assert!(
         keys.len() as u64 + expired > REQUESTS as u64,
         "{} keys, {expired} expired",
@@ -172,7 +157,7 @@ async fn junk_urls_leave_nothing_behind() {
             "{key}: {ttl} ms"
         );
     }
-    let memory_peak = redis_info(&url, "used_memory").await;
+    let memory_peak = redis_info(&url, "all", "used_memory").await;
     assert!(
         memory_peak - memory_before < 32 << 20,
         "{} MiB for {REQUESTS} requests",
@@ -190,7 +175,7 @@ async fn junk_urls_leave_nothing_behind() {
         assert!(Instant::now() < deadline, "{n} keys left");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let memory_after = redis_info(&url, "used_memory").await;
+    let memory_after = redis_info(&url, "all", "used_memory").await;
     assert!(
         memory_after < memory_before + (1 << 20),
         "memory went back down: {memory_before} -> {memory_peak} -> {memory_after} bytes \
