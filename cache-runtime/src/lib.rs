@@ -56,6 +56,7 @@ mod invalidate;
 pub mod key;
 mod l1;
 mod lease;
+mod meters;
 mod observe;
 mod query;
 mod schema;

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::cache::Cache;
 use crate::events::{Count, Invalidation, Recorder, Site};
 use crate::key::generation;
+use crate::meters;
 use crate::stats::Event;
 
 pub(crate) const HIT_SECONDS: &str = "cache_hit_duration_seconds";
@@ -60,8 +61,7 @@ impl Cache {
     /// A hit of `name` that began at `started` and read `bytes`.
     pub(crate) fn observed_hit(&self, name: &'static str, started: Instant, bytes: usize) {
         let took = started.elapsed();
-        metrics::histogram!(HIT_SECONDS, "name" => name).record(took);
-        metrics::counter!(READ_BYTES, "name" => name).increment(bytes as u64);
+        meters::of(name).hit(took, bytes);
         if let Some(recorder) = self.recording() {
             recorder.hit(name, took, bytes);
         }
@@ -69,7 +69,7 @@ impl Cache {
 
     /// A fill of `name` (generations, body, write) that took `took`.
     pub(crate) fn observed_fill(&self, name: &'static str, took: Duration) {
-        metrics::histogram!(FILL_SECONDS, "name" => name).record(took);
+        meters::of(name).fill(took);
         if let Some(recorder) = self.recording() {
             recorder.fill(name, took);
         }
@@ -77,7 +77,7 @@ impl Cache {
 
     /// A caller of `name` that waits on another caller's fill of the same key.
     pub(crate) fn observed_wait(&self, name: &'static str) {
-        metrics::counter!(WAITS, "name" => name).increment(1);
+        meters::of(name).wait();
         if let Some(recorder) = self.recording() {
             recorder.add(name, Count::Wait, 1);
         }
@@ -86,8 +86,7 @@ impl Cache {
     /// A value of `bytes` written for `name` under `key`.
     pub(crate) fn observed_write(&self, name: &'static str, key: &str, bytes: usize) {
         self.inner.counters.wrote_bytes(bytes);
-        metrics::histogram!(VALUE_BYTES, "name" => name).record(bytes as f64);
-        metrics::counter!(WRITTEN_BYTES, "name" => name).increment(bytes as u64);
+        meters::of(name).write(bytes);
         if let Some(recorder) = self.recording() {
             recorder.add(name, Count::BytesWritten, bytes as u64);
             recorder.learn(name, self.inner.layout.read(key));
@@ -96,7 +95,7 @@ impl Cache {
 
     /// One backend operation of `name`.
     pub(crate) fn observed_backend(&self, op: &'static str, name: &'static str, took: Duration) {
-        metrics::histogram!(BACKEND_SECONDS, "op" => op, "name" => name).record(took);
+        meters::of(name).backend(op, took);
     }
 
     /// The circuit breaker opened after a failure of `op` for `name`.

@@ -84,7 +84,24 @@ pub(crate) enum Event {
 }
 
 impl Event {
-    fn metric(self) -> &'static str {
+    /// Every event, in declaration order (`event as usize` indexes it).
+    pub(crate) const ALL: [Event; 12] = [
+        Event::Hit,
+        Event::L1Hit,
+        Event::Miss,
+        Event::Fill,
+        Event::Invalidated,
+        Event::ServedStale,
+        Event::Refresh,
+        Event::LeaseWait,
+        Event::DecodeError,
+        Event::BackendError,
+        Event::Skipped,
+        Event::NotStored,
+    ];
+
+    /// The counter this event is mirrored to.
+    pub(crate) fn metric(self) -> &'static str {
         match self {
             Event::Hit => "cache_hits_total",
             Event::L1Hit => "cache_l1_hits_total",
@@ -119,7 +136,7 @@ impl Counters {
             Event::NotStored => &self.not_stored,
         };
         counter.fetch_add(1, Relaxed);
-        metrics::counter!(event.metric(), "name" => name).increment(1);
+        crate::meters::of(name).event(event);
     }
 
     pub(crate) fn read_bytes(&self, n: usize) {
