@@ -497,9 +497,19 @@ pub(crate) fn tags(templates: &[&[&str]], parts: &[String]) -> Option<Vec<String
 /// The logical key of a response: `{version}:view:{name}:{request}`, where `request` is the
 /// request's own injective encoding (method, URL, `vary` headers).
 pub(crate) fn view(version: u64, name: &str, request: &str) -> String {
-    let mut out = String::with_capacity(16 + name.len() + request.len());
-    let _ = write!(out, "{version}:view:{name}:{request}");
-    bound(out)
+    let mut out = String::with_capacity(26 + name.len() + request.len());
+    let _ = write!(out, "{version}");
+    bound(concat(out, &[":view:", name, ":", request]))
+}
+
+/// `parts` appended to `out`, in one allocation (`format!` grows its string piece by
+/// piece, on every hit).
+pub(crate) fn concat(mut out: String, parts: &[&str]) -> String {
+    out.reserve(parts.iter().map(|p| p.len()).sum());
+    for part in parts {
+        out.push_str(part);
+    }
+    out
 }
 
 /// The logical key of a Django-style `Cache::set(key)`: `1:{key}`.
@@ -509,32 +519,32 @@ pub(crate) fn plain(key: &str) -> String {
 
 /// Names of generation counters (stored under [`Layout::generation`]).
 pub(crate) mod generation {
-    use super::bound;
+    use super::{bound, concat};
 
     /// Every value of the cache (`Cache::invalidate_all`).
     pub(crate) const ALL: &str = "all";
 
     /// Every entry of one query function.
     pub(crate) fn query(function: &str) -> String {
-        bound(format!("q:{function}"))
+        bound(concat(String::new(), &["q:", function]))
     }
     /// One entry, by its logical key.
     pub(crate) fn entry(logical: &str) -> String {
-        bound(format!("e:{logical}"))
+        bound(concat(String::new(), &["e:", logical]))
     }
     /// Every value carrying a tag.
     pub(crate) fn tag(tag: &str) -> String {
-        bound(format!("t:{tag}"))
+        bound(concat(String::new(), &["t:", tag]))
     }
     /// Every response of one view (or of a `CacheLayer`).
     #[cfg(feature = "view")]
     pub(crate) fn view(function: &str) -> String {
-        bound(format!("v:{function}"))
+        bound(concat(String::new(), &["v:", function]))
     }
     /// The responses of one view for one path.
     #[cfg(feature = "view")]
     pub(crate) fn path(function: &str, path: &str) -> String {
-        bound(format!("p:{function}:{path}"))
+        bound(concat(String::new(), &["p:", function, ":", path]))
     }
 
     /// What a generation name invalidates, as a metric label: `all`, `query`, `entry`,

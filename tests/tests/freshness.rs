@@ -252,6 +252,13 @@ async fn pages_serve_stale_and_say_so(env: Env) {
         cache_control,
         "max-age=1, stale-while-revalidate=5, stale-if-error=5"
     );
+    // A hit says the same as the fill: the headers are stored with the page.
+    let (status, hit_cache_control, _) = get().await;
+    assert_eq!(
+        (status, hit_cache_control.as_str()),
+        (StatusCode::OK, cache_control.as_str())
+    );
+    assert_eq!(db.runs(), 1, "the second request was not a hit");
     db.fail.store(true, SeqCst);
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (status, _, body) = get().await;

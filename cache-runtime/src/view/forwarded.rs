@@ -14,21 +14,23 @@
 //! `X-Forwarded-For` and `X-Real-Ip` name the client, not the URL: they neither bypass nor
 //! key; a page that shows them must name them in `vary`.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
-/// The `X-Forwarded-*` headers that shape the URL an app sees, in key order.
-pub(crate) const URL_HEADERS: [&str; 4] = [
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-port",
-    "x-forwarded-prefix",
+/// The `X-Forwarded-*` headers that shape the URL an app sees, in key order (as
+/// `HeaderName`s: every request is checked for them, and a name given as text is parsed on
+/// each lookup).
+pub(crate) const URL_HEADERS: [HeaderName; 4] = [
+    HeaderName::from_static("x-forwarded-host"),
+    HeaderName::from_static("x-forwarded-proto"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-prefix"),
 ];
 
 /// Whether the request carries anything a proxy would use to tell the app its URL: an
 /// `X-Forwarded-*` header of [`URL_HEADERS`], or a `Forwarded` header with a `host` or
 /// `proto` parameter (or one that does not parse: it may hide one).
 pub(crate) fn shapes_url(headers: &HeaderMap) -> bool {
-    URL_HEADERS.iter().any(|name| headers.contains_key(*name))
+    URL_HEADERS.iter().any(|name| headers.contains_key(name))
         || headers
             .get_all(http::header::FORWARDED)
             .iter()

@@ -349,14 +349,15 @@ where
         early: rules.early,
         lease: rules.lease.unwrap_or(cache.inner.leases),
     };
-    let mut own = vec![
+    let mut own = Vec::with_capacity(3 + rules.tags.len());
+    own.extend([
         (generation::ALL.to_owned(), None),
         (generation::view(rules.name), None),
         (
             path_generation(rules.name, request.uri().path()),
             counter_ttl(freshness.keep(ttl)),
         ),
-    ];
+    ]);
     own.extend(
         rules
             .tags
@@ -492,11 +493,13 @@ impl<V: AsRef<str>, B: Body<Data = Bytes>, E> Filler for Responses<'_, V, B, E> 
             writer.set_ttl(header, ttl);
         }
         response::prepare(&mut parts.headers, &body, self.vary);
-        response::write_payload(parts.status, &parts.headers, &body, writer.payload());
+        // Stored with the entry, so a hit serves them as they are instead of writing them
+        // again (and hits say `stale-while-revalidate` as the fill does).
         response::add_freshness(&mut parts.headers, header.filled_at(), ttl);
         if !freshness::forbids_stale(&parts.headers) {
             response::add_stale(&mut parts.headers, self.stale);
         }
+        response::write_payload(parts.status, &parts.headers, &body, writer.payload());
         if parts.status.is_success()
             && response::matches_none_match(self.request_headers, parts.headers.get(header::ETAG))
         {

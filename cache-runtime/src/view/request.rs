@@ -129,9 +129,13 @@ pub(crate) fn request_key<V: AsRef<str>>(
         push_header(&mut out, name, values.map(|v| Value::Text(v.as_bytes())));
     }
     if trust_forwarded {
-        for name in forwarded::URL_HEADERS {
+        for name in &forwarded::URL_HEADERS {
             let values = request.headers.get_all(name).iter();
-            push_header(&mut out, name, values.map(|v| Value::Text(v.as_bytes())));
+            push_header(
+                &mut out,
+                name.as_str(),
+                values.map(|v| Value::Text(v.as_bytes())),
+            );
         }
         let lines = request.headers.get_all(header::FORWARDED).iter();
         let params = lines.map(|line| match forwarded::url_params(line.as_bytes()) {

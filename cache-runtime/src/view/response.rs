@@ -148,20 +148,28 @@ struct Cursor<'a> {
     at: usize,
 }
 
-impl Cursor<'_> {
-    fn take(&mut self, n: usize) -> Option<Bytes> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&end| end <= self.bytes.len())?;
-        let piece = self.bytes.slice(self.at..end);
-        self.at = end;
+impl<'a> Cursor<'a> {
+    /// The next `n` bytes, borrowed.
+    fn read(&mut self, n: usize) -> Option<&'a [u8]> {
+        let bytes: &'a Bytes = self.bytes;
+        let piece = bytes.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
         Some(piece)
     }
 
+    /// The next `n` bytes, as a slice sharing the stored buffer.
+    fn take(&mut self, n: usize) -> Option<Bytes> {
+        let start = self.at;
+        self.read(n)?;
+        Some(self.bytes.slice(start..self.at))
+    }
+
     fn u16(&mut self) -> Option<u16> {
-        let b = self.take(2)?;
-        Some(u16::from_le_bytes([b[0], b[1]]))
+        Some(u16::from_le_bytes(self.read(2)?.try_into().ok()?))
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_le_bytes(self.read(4)?.try_into().ok()?))
     }
 }
 
@@ -190,12 +198,13 @@ impl Entry {
         let status = StatusCode::from_u16(payload.u16()?).ok()?;
         let count = payload.u16()? as usize;
         // Each header takes at least 7 bytes: a count the payload cannot hold allocates
-        // nothing, and a map never grows past what `http` allows (`try_append`).
-        let mut headers = HeaderMap::with_capacity(count.min(value.payload.len() / 7).min(256));
+        // nothing, and a map never grows past what `http` allows (`try_append`). Room for
+        // what a hit adds (`Age`, `Content-Length`; freshness for older entries).
+        let mut headers = HeaderMap::with_capacity(count.min(value.payload.len() / 7).min(256) + 4);
         for _ in 0..count {
             let name_len = payload.u16()? as usize;
-            let name = HeaderName::from_bytes(&payload.take(name_len)?).ok()?;
-            let value_len = u32::from_le_bytes(payload.take(4)?[..].try_into().ok()?) as usize;
+            let name = HeaderName::from_bytes(payload.read(name_len)?).ok()?;
+            let value_len = payload.u32()? as usize;
             let value = HeaderValue::from_maybe_shared(payload.take(value_len)?).ok()?;
             headers.try_append(name, value).ok()?;
         }

@@ -20,6 +20,7 @@
 //! `/users?page=2`) covers every query string and every spelling of it; sharing a counter
 //! only ever costs misses.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 
 /// The canonical form of a query string (see the module docs); empty when it has no pairs.
@@ -47,8 +48,11 @@ pub(crate) fn canonical_query(query: &str) -> String {
 
 /// The path a path counter is named by: no query, unreserved characters decoded, other
 /// escapes upper-cased.
-pub(crate) fn counter_path(path_and_query: &str) -> String {
+pub(crate) fn counter_path(path_and_query: &str) -> Cow<'_, str> {
     let path = path_and_query.split(['?', '#']).next().unwrap_or("");
+    if !path.contains('%') {
+        return Cow::Borrowed(path);
+    }
     let bytes = path.as_bytes();
     let mut out = String::with_capacity(path.len());
     let mut i = 0;
@@ -68,7 +72,7 @@ pub(crate) fn counter_path(path_and_query: &str) -> String {
             }
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// `application/x-www-form-urlencoded` decoding to bytes: `+` is a space, `%XX` a byte, a
