@@ -201,7 +201,6 @@ pub(crate) struct Opened {
     /// Size of the stored bytes.
     pub(crate) stored_len: usize,
     /// Bytes held in memory: the stored ones, and the payload again when decompressed.
-    #[cfg_attr(not(feature = "redis"), allow(dead_code))] // weighs local copies
     pub(crate) held: usize,
     /// The payload decoded by a call whose type shares (`crate::share`): one slot for the
     /// opened value and all its clones.

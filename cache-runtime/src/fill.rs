@@ -440,7 +440,8 @@ async fn lead<F: Filler>(
             l1_keep(plan, value.clone(), epoch);
         }
         if copy {
-            keep_copy(plan, &value);
+            // Not checked since it was written: its first hit checks it.
+            keep_copy(plan, &value, None);
         }
         leader.publish(Shared {
             value,
@@ -517,8 +518,16 @@ async fn lookup(plan: &Plan, count: Count) -> crate::Result<Option<Opened>> {
     if let Some(copies) = &inner.copies
         && let Some(copy) = copies.get(key)
     {
-        match probe(plan, &copy).await? {
-            Probed::Same { current: true } => return Ok(Some(Opened::clone(&copy))),
+        // Loaded before anything is read: see `Backend::epoch`.
+        let epoch = inner.backend.epoch();
+        if copy.current_at(epoch) {
+            return Ok(Some(copy.value.clone()));
+        }
+        match probe(plan, &copy.value).await? {
+            Probed::Same { current: true } => {
+                copy.verified(epoch);
+                return Ok(Some(copy.value.clone()));
+            }
             Probed::Same { current: false } => {
                 copies.forget(key);
                 return Ok(invalidated(plan, count));
@@ -531,6 +540,7 @@ async fn lookup(plan: &Plan, count: Count) -> crate::Result<Option<Opened>> {
             Probed::Other => copies.forget(key),
         }
     }
+    let epoch = inner.backend.epoch();
     let hint = inner.hints.get(key);
     let expected: Vec<&str> = plan
         .own
@@ -580,7 +590,7 @@ async fn lookup(plan: &Plan, count: Count) -> crate::Result<Option<Opened>> {
         }
         remember_beyond_own(plan, value.deps().map(|(n, _)| n));
     }
-    keep_copy(plan, &value);
+    keep_copy(plan, &value, epoch);
     Ok(Some(value))
 }
 
@@ -624,9 +634,9 @@ async fn probe(plan: &Plan, copy: &Opened) -> crate::Result<Probed> {
 }
 
 /// Keeps a copy of `value`, read from or written to `plan.key`, when the cache keeps copies.
-fn keep_copy(plan: &Plan, value: &Opened) {
+fn keep_copy(plan: &Plan, value: &Opened, verified: Option<u64>) {
     if let Some(copies) = &plan.cache.inner.copies {
-        copies.keep(&plan.key, Arc::new(value.clone()));
+        copies.keep(&plan.key, value.clone(), verified);
     }
 }
 

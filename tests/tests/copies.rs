@@ -1,7 +1,9 @@
-//! Local copies on Redis (`CacheBuilder::local_copies`, on by default): a hit on a value
+//! Local copies (`CacheBuilder::local_copies`, on by default). On Redis, a hit on a value
 //! this process holds a copy of reads the value's header and its generations, not the
 //! value; and whatever another process (another `Cache` on the same prefix) or another
-//! program does to the value is seen on the very next call, as without copies.
+//! program does to the value is seen on the very next call, as without copies. On
+//! `memory://`, a hit on a copy reads nothing while nothing was written to the store since
+//! the copy was found current; any write in between is seen on the next call.
 
 use std::sync::atomic::{AtomicU32, Ordering::SeqCst};
 
@@ -235,4 +237,69 @@ async fn bytes_behind_the_copys_own_header_are_not_read_again() {
     assert_eq!(elsewhere.stats().decode_errors, 1);
     here.invalidate_all().await.unwrap();
     assert_eq!(here.get::<u32>("k").await.unwrap(), None, "invalidated");
+}
+
+static MEMORY_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[cached_query(key = "in_memory", tags = ["in_memory"])]
+async fn in_memory() -> u32 {
+    MEMORY_RUNS.fetch_add(1, SeqCst) + 1
+}
+
+/// On `memory://` every kind of write between two hits on a copy is seen by the second:
+/// an invalidation, bytes written under one of the value's generation counters or under the
+/// value itself, `set`, `delete`, `clear`.
+#[tokio::test]
+async fn on_memory_every_write_is_seen_through_a_copy() {
+    let cache = Cache::builder("memory://")
+        .prefix("mem")
+        .build()
+        .await
+        .unwrap();
+    let call = || cache_runtime::scope(cache.clone(), in_memory());
+
+    let first = call().await;
+    // The first hit checks the copy; the ones after it read nothing else.
+    for _ in 0..3 {
+        assert_eq!(call().await, first);
+    }
+    cache.invalidate_tag("in_memory").await.unwrap();
+    let second = call().await;
+    assert_ne!(second, first, "served the copy after an invalidation");
+    assert_eq!(call().await, second);
+    assert_eq!(call().await, second);
+    // Junk under the tag's counter: a missing counter, so the value is stale.
+    cache
+        .raw_set("mem:gen:t:in_memory", b"junk", None)
+        .await
+        .unwrap();
+    let third = call().await;
+    assert_ne!(third, second, "served the copy over an unreadable counter");
+    assert_eq!(call().await, third);
+
+    cache.set("k", &1u32, None).await.unwrap();
+    for _ in 0..3 {
+        assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(1));
+    }
+    cache.set("k", &2u32, None).await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(2), "overwritten");
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(2));
+    cache.raw_set("mem:1:k", b"junk", None).await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), None, "junk is a miss");
+    cache.set("k", &3u32, None).await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(3));
+    cache.delete("k").await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), None, "deleted");
+    cache.set("k", &4u32, None).await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(4));
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), Some(4));
+    cache.clear().await.unwrap();
+    assert_eq!(cache.get::<u32>("k").await.unwrap(), None, "cleared");
+    let stats = cache.stats();
+    // The junk counter and the junk value.
+    assert_eq!(
+        (stats.decode_errors, stats.backend_errors),
+        (2, 0),
+        "{stats:?}"
+    );
 }

@@ -4,7 +4,12 @@
 //! Redis's memory: a flood of distinct keys evicts (TinyLFU) instead of growing. An evicted
 //! counter is recreated with a new random value, which only makes the values that recorded
 //! it stale (a miss), never wrongly fresh.
+//!
+//! Every write moves the store's epoch ([`Backend::epoch`]) once it is done: a value this
+//! process found current at one epoch is still current while the epoch has not moved, so a
+//! hit on a local copy ([`crate::copies`]) reads nothing else.
 
+use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -55,6 +60,8 @@ impl Expiry<String, Entry> for PerEntryTtl {
 /// An in-process store; entries are evicted by size (TinyLFU) and expire by their TTL.
 pub(crate) struct MemoryBackend {
     entries: moka::sync::Cache<String, Entry>,
+    /// Moved after every write (see the module's docs).
+    epoch: AtomicU64,
 }
 
 impl MemoryBackend {
@@ -67,7 +74,15 @@ impl MemoryBackend {
             })
             .expire_after(PerEntryTtl)
             .build();
-        MemoryBackend { entries }
+        MemoryBackend {
+            entries,
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// Marks the end of a write: whoever reads the epoch from now on reads after it.
+    fn wrote(&self) {
+        self.epoch.fetch_add(1, SeqCst);
     }
 
     /// Bytes held, after pending evictions (for tests of the bound).
@@ -88,6 +103,7 @@ impl Backend for MemoryBackend {
 
     async fn set(&self, key: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         self.entries.insert(key, Entry::new(value, ttl));
+        self.wrote();
         Ok(())
     }
 
@@ -95,7 +111,7 @@ impl Backend for MemoryBackend {
         &self,
         items: Vec<(String, Bytes, Option<Duration>)>,
     ) -> Result<Vec<Option<Bytes>>> {
-        Ok(items
+        let values = items
             .into_iter()
             .map(|(key, value, ttl)| {
                 // One key-level lock with `replace_and_delete`: a refresh never writes back
@@ -115,7 +131,9 @@ impl Backend for MemoryBackend {
                     CompResult::StillNone(_) | CompResult::Removed(_) => None,
                 }
             })
-            .collect())
+            .collect();
+        self.wrote();
+        Ok(values)
     }
 
     async fn replace_and_delete(
@@ -134,11 +152,14 @@ impl Backend for MemoryBackend {
         if let Some(delete) = delete {
             self.entries.remove(&delete);
         }
+        self.wrote();
         Ok(())
     }
 
     async fn delete(&self, key: String) -> Result<bool> {
-        Ok(self.entries.remove(&key).is_some())
+        let existed = self.entries.remove(&key).is_some();
+        self.wrote();
+        Ok(existed)
     }
 
     async fn delete_prefix(&self, prefix: String, spare: String) -> Result<u64> {
@@ -152,6 +173,7 @@ impl Backend for MemoryBackend {
         for key in keys {
             removed += u64::from(self.entries.remove(key.as_str()).is_some());
         }
+        self.wrote();
         Ok(removed)
     }
 
@@ -160,6 +182,7 @@ impl Backend for MemoryBackend {
             .entries
             .entry(key)
             .or_insert_with(|| Entry::new(value, Some(ttl)));
+        self.wrote();
         Ok(entry.is_fresh())
     }
 
@@ -172,7 +195,12 @@ impl Backend for MemoryBackend {
                 Some(entry) if entry.value().value == value => Op::Remove,
                 _ => Op::Nop,
             });
+        self.wrote();
         Ok(matches!(result, CompResult::Removed(_)))
+    }
+
+    fn epoch(&self) -> Option<u64> {
+        Some(self.epoch.load(SeqCst))
     }
 
     fn shared(&self) -> bool {

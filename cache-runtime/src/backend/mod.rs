@@ -110,6 +110,13 @@ pub(crate) trait Backend: Send + Sync + 'static {
     ) -> impl Future<Output = Result<bool>> + Send;
     /// Removes `key` only while it holds `value`, in one atomic step; true when removed.
     fn delete_if(&self, key: String, value: Bytes) -> impl Future<Output = Result<bool>> + Send;
+    /// For a store in this process (`memory://`): its epoch, which moves after every write
+    /// is done. Values and generations read after loading epoch `e` and found current are
+    /// still current while the epoch is `e`: nothing was written since. `None` for a store
+    /// other processes write to.
+    fn epoch(&self) -> Option<u64> {
+        None
+    }
     /// Whether the store is shared with other processes (Redis), so that leases matter.
     fn shared(&self) -> bool;
     /// One page of the keys that start with `prefix` and hold `contains` after it, each with
@@ -221,6 +228,9 @@ impl Backend for AnyBackend {
     }
     async fn delete_if(&self, key: String, value: Bytes) -> Result<bool> {
         dispatch!(self, b => b.delete_if(key, value).await)
+    }
+    fn epoch(&self) -> Option<u64> {
+        dispatch!(self, b => b.epoch())
     }
     fn shared(&self) -> bool {
         dispatch!(self, b => b.shared())

@@ -25,7 +25,7 @@ pub const DEFAULT_COMPRESS_ABOVE: usize = 16 * 1024;
 pub const DEFAULT_L1_TRUST: Duration = Duration::from_secs(2);
 /// How long a lease holds unless configured otherwise.
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(5);
-/// Bytes of values a `redis://` cache keeps copies of in the process unless configured
+/// Bytes of values a `redis://` or `memory://` cache keeps copies of in the process unless configured
 /// otherwise ([`CacheBuilder::local_copies`]).
 pub const DEFAULT_LOCAL_COPIES_BYTES: u64 = 32 * 1024 * 1024;
 /// Default size bound of the `memory://` backend.
@@ -209,8 +209,9 @@ impl CacheBuilder {
         self
     }
 
-    /// Keeps copies of up to `max_bytes` of values read from a single Redis (or filled into
-    /// it) in this process (default [`DEFAULT_LOCAL_COPIES_BYTES`], 32 MiB; 0 turns them off).
+    /// Keeps copies of up to `max_bytes` of values read from a single Redis or `memory://`
+    /// (or filled into them) in this process (default [`DEFAULT_LOCAL_COPIES_BYTES`],
+    /// 32 MiB; 0 turns them off).
     ///
     /// A hit on a value this process holds a copy of does not read the value again: in the
     /// same single round trip, it reads the value's 44-byte header (`GETRANGE`, which names
@@ -219,8 +220,14 @@ impl CacheBuilder {
     /// every hit is (never stale after an invalidation, an overwrite or a delete, with no
     /// messages between instances), but a 40 KB page no longer crosses the network, nor
     /// costs Redis the CPU to send it. Unlike [`l1`](Self::l1), which skips the round trip,
-    /// this needs no trust period and no subscription. Ignored on `memory://` (already in
-    /// the process) and on a cluster.
+    /// this needs no trust period and no subscription.
+    ///
+    /// On `memory://`, a copy is the decoded form of a stored value, sharing its bytes: a
+    /// hit serves it without reading the value or its generations again while nothing was
+    /// written to the store since the copy was last found current (the store counts its
+    /// writes), and checks it as above otherwise. A copy keeps its bytes alive after the
+    /// store evicted them, so the process may hold up to `max_bytes` beyond the store's own
+    /// bound. Ignored on a cluster.
     ///
     /// ```no_run
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -412,6 +419,9 @@ impl CacheBuilder {
             _ => None,
         };
         let copies = match &backend {
+            AnyBackend::Memory(_) if self.local_copies > 0 => {
+                Some(crate::copies::Copies::new(self.local_copies))
+            }
             #[cfg(feature = "redis")]
             AnyBackend::Redis(_) if self.local_copies > 0 => {
                 Some(crate::copies::Copies::new(self.local_copies))
