@@ -448,6 +448,21 @@ pub(crate) enum Prepared<B: Body> {
     Buffered(http::response::Parts, Bytes, Option<Duration>),
 }
 
+/// The stored response in `value`, read from its bytes once per opened value: a local copy
+/// and the values handed to followers share the first reading (`Opened::decoded`).
+fn entry_of(value: &Opened) -> Option<Entry> {
+    if let Some(entry) = value
+        .decoded
+        .get()
+        .and_then(|kept| kept.downcast_ref::<Entry>())
+    {
+        return Some(entry.clone());
+    }
+    let entry = Entry::open(value)?;
+    let _ = value.decoded.set(std::sync::Arc::new(entry.clone()));
+    Some(entry)
+}
+
 /// How responses are read and written by the fill protocol: [`response::write_payload`] in
 /// an envelope of kind [`Kind::Response`]. Hits answer `304` to a matching `If-None-Match`
 /// and carry no body for HEAD.
@@ -470,11 +485,11 @@ impl<V: AsRef<str>, B: Body<Data = Bytes>, E> Filler for Responses<'_, V, B, E> 
 
     fn serves_stale(&self, value: &Opened) -> bool {
         // Unreadable: `answer` says so (a miss) where it is asked.
-        Entry::open(value).is_none_or(|entry| !freshness::forbids_stale(&entry.headers))
+        entry_of(value).is_none_or(|entry| !freshness::forbids_stale(&entry.headers))
     }
 
     fn answer(&self, value: &Opened) -> Option<Self::Answer> {
-        let entry = Entry::open(value)?;
+        let entry = entry_of(value)?;
         Some(Ok(entry.respond(
             self.request_headers,
             self.head,
