@@ -65,6 +65,33 @@ pub(super) fn bytes(values: Vec<Option<Vec<u8>>>) -> Vec<Option<Bytes>> {
     values.into_iter().map(|v| v.map(Bytes::from)).collect()
 }
 
+/// The `n` values of an `MGET` reply, moved out of it (a hit's hot path: the generic
+/// `FromRedisValue` conversion cost more than parsing the reply). `None` for another shape.
+pub(super) fn mget_reply(reply: redis::Value, n: usize) -> Option<Vec<Option<Bytes>>> {
+    let redis::Value::Array(items) = reply else {
+        return None;
+    };
+    if items.len() != n {
+        return None;
+    }
+    items
+        .into_iter()
+        .map(|item| match item {
+            redis::Value::BulkString(bytes) => Some(Some(Bytes::from(bytes))),
+            redis::Value::Nil => Some(None),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `MGET keys`, its buffer sized up front.
+pub(super) fn mget_cmd(keys: &[String]) -> redis::Cmd {
+    let data = keys.iter().map(String::len).sum::<usize>() + 4;
+    let mut cmd = redis::Cmd::with_capacity(1 + keys.len(), data);
+    cmd.arg("MGET").arg(keys);
+    cmd
+}
+
 impl RedisBackend {
     /// Connects lazily: a server that is down now is not an error; calls fail (and the
     /// cache runs uncached) until it answers, and reconnection happens in the background.
@@ -198,19 +225,17 @@ pub(super) fn glob_containing(prefix: &str, contains: &str) -> String {
 impl Backend for RedisBackend {
     async fn mget(&self, keys: Vec<String>) -> Result<Vec<Option<Bytes>>> {
         let n = keys.len();
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(&keys);
+        let cmd = mget_cmd(&keys);
         let cmd = &cmd;
-        let values: Vec<Option<Vec<u8>>> = self
+        let reply: redis::Value = self
             .run("MGET", |mut c| async move { cmd.query_async(&mut c).await })
             .await?;
-        if values.len() != n {
-            return Err(Error::new(
+        mget_reply(reply, n).ok_or_else(|| {
+            Error::new(
                 ErrorKind::Backend,
                 "MGET answered the wrong number of values",
-            ));
-        }
-        Ok(bytes(values))
+            )
+        })
     }
 
     async fn probe(
@@ -220,13 +245,19 @@ impl Backend for RedisBackend {
         keys: Vec<String>,
     ) -> Result<(Option<Bytes>, Vec<Option<Bytes>>)> {
         let n = keys.len();
-        let mut pipe = redis::pipe();
+        let mut pipe = redis::Pipeline::with_capacity(2);
         // A key of another type answers GETRANGE with WRONGTYPE: as MGET answers nil for
         // it, that is no value (the fill overwrites it), not a failing backend.
         pipe.ignore_errors();
-        pipe.cmd("GETRANGE").arg(&key).arg(0).arg(head.max(1) - 1);
+        let mut getrange = redis::Cmd::with_capacity(4, key.len() + 16);
+        getrange
+            .arg("GETRANGE")
+            .arg(&key)
+            .arg(0)
+            .arg(head.max(1) - 1);
+        pipe.add_command(getrange);
         if n > 0 {
-            pipe.cmd("MGET").arg(&keys);
+            pipe.add_command(mget_cmd(&keys));
         }
         let pipe = &pipe;
         let mut answers: Vec<redis::Value> = self
@@ -240,19 +271,16 @@ impl Backend for RedisBackend {
                 "GETRANGE + MGET answered the wrong shape",
             )
         };
-        let values: Vec<Option<Vec<u8>>> = match answers.len() {
-            2 if n > 0 => redis::from_redis_value(answers.pop().unwrap_or(redis::Value::Nil))
-                .map_err(|_| wrong())?,
+        let values = match answers.len() {
+            2 if n > 0 => answers
+                .pop()
+                .and_then(|reply| mget_reply(reply, n))
+                .ok_or_else(wrong)?,
             1 if n == 0 => Vec::new(),
             _ => return Err(wrong()),
         };
-        if values.len() != n {
-            return Err(wrong());
-        }
         let head = match answers.pop() {
-            Some(value @ redis::Value::BulkString(_)) => Some(Bytes::from(
-                redis::from_redis_value::<Vec<u8>>(value).map_err(|_| wrong())?,
-            )),
+            Some(redis::Value::BulkString(head)) => Some(Bytes::from(head)),
             Some(redis::Value::ServerError(e)) if e.code() == "WRONGTYPE" => Some(Bytes::new()),
             // Refused (an ACL user without `+getrange`): the caller reads the value whole.
             Some(redis::Value::ServerError(e)) => {
@@ -268,7 +296,7 @@ impl Backend for RedisBackend {
             }
             _ => return Err(wrong()),
         };
-        Ok((head, bytes(values)))
+        Ok((head, values))
     }
 
     async fn set(&self, key: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
