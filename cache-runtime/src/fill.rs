@@ -342,8 +342,6 @@ fn serve<F: Filler>(
 
 /// Counts and records a hit on `value` whose answer is `answer`.
 fn hit<A>(plan: &Plan, answer: A, value: &Opened, started: Instant) -> A {
-    plan.cache.count(Event::Hit, plan.name);
-    plan.cache.inner.counters.read_bytes(value.stored_len);
     if deps::active() {
         deps::record(value.deps());
     }

@@ -58,10 +58,15 @@ impl Cache {
         }
     }
 
-    /// A hit of `name` that began at `started` and read `bytes`.
+    /// A hit of `name` that began at `started` and read `bytes`: counted (as
+    /// [`Event::Hit`]) with its latency and bytes, in one pass.
     pub(crate) fn observed_hit(&self, name: &'static str, started: Instant, bytes: usize) {
         let took = started.elapsed();
-        meters::of(name).hit(took, bytes);
+        self.inner.counters.add(Event::Hit);
+        self.inner.counters.read_bytes(bytes);
+        let meters = meters::of(name);
+        meters.event(Event::Hit);
+        meters.hit(took, bytes);
         if let Some(recorder) = self.recording() {
             recorder.hit(name, took, bytes);
         }

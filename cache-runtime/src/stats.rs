@@ -121,6 +121,12 @@ impl Event {
 
 impl Counters {
     pub(crate) fn count(&self, event: Event, name: &'static str) {
+        self.add(event);
+        crate::meters::of(name).event(event);
+    }
+
+    /// Counts `event` here only (its metric is recorded by the caller).
+    pub(crate) fn add(&self, event: Event) {
         let counter = match event {
             Event::Hit => &self.hits,
             Event::L1Hit => &self.l1_hits,
@@ -136,7 +142,6 @@ impl Counters {
             Event::NotStored => &self.not_stored,
         };
         counter.fetch_add(1, Relaxed);
-        crate::meters::of(name).event(event);
     }
 
     pub(crate) fn read_bytes(&self, n: usize) {

@@ -458,7 +458,12 @@ fn entry_of(value: &Opened) -> Option<Entry> {
     {
         return Some(entry.clone());
     }
-    let entry = Entry::open(value)?;
+    let mut entry = Entry::open(value)?;
+    // The same on every hit of this entry: written once here, not on each.
+    entry.headers.insert(
+        header::CONTENT_LENGTH,
+        http::HeaderValue::from(entry.body.len()),
+    );
     let _ = value.decoded.set(std::sync::Arc::new(entry.clone()));
     Some(entry)
 }

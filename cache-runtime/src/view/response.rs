@@ -238,7 +238,9 @@ impl Entry {
         {
             return not_modified(&headers);
         }
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        if !headers.contains_key(header::CONTENT_LENGTH) {
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        }
         let body = if head {
             ViewBody::empty()
         } else {
