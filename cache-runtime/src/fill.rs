@@ -22,7 +22,7 @@
 //! returned before the call began.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -42,7 +42,7 @@ use crate::stats::Event;
 const CLOCK_SKEW_MS: u64 = 60_000;
 
 /// One cached call: where its value lives and what it depends on by itself.
-pub(crate) struct Plan {
+pub(crate) struct Plan<'a> {
     pub(crate) cache: Cache,
     /// Names the function, view or layer in logs and metrics (never a key).
     pub(crate) name: &'static str,
@@ -50,14 +50,47 @@ pub(crate) struct Plan {
     pub(crate) key: String,
     /// How long a value stays fresh.
     pub(crate) ttl: Duration,
-    /// The generations a value depends on by itself, and how long a counter created for
-    /// one lives (`None`: until evicted).
-    pub(crate) own: Vec<(String, Option<Duration>)>,
+    /// The generations a value depends on by itself.
+    pub(crate) own: Own<'a>,
     /// Stale window, early refresh, lease.
     pub(crate) freshness: Freshness,
 }
 
-impl Plan {
+/// Generation names, and how long a counter created for one lives (`None`: until evicted).
+pub(crate) type Names = Vec<(String, Option<Duration>)>;
+
+/// The generations a value depends on by itself, built when first asked for: a hit on a
+/// local copy that nothing was written to the store since (`memory://`) needs none of them,
+/// and building a page's costs a few allocations.
+pub(crate) struct Own<'a> {
+    names: OnceLock<Names>,
+    build: Option<&'a (dyn Fn() -> Names + Sync)>,
+}
+
+impl<'a> Own<'a> {
+    /// Names already built.
+    pub(crate) fn built(names: Names) -> Own<'static> {
+        Own {
+            names: OnceLock::from(names),
+            build: None,
+        }
+    }
+
+    /// Names `build` makes when they are first asked for.
+    pub(crate) fn lazy(build: &'a (dyn Fn() -> Names + Sync)) -> Own<'a> {
+        Own {
+            names: OnceLock::new(),
+            build: Some(build),
+        }
+    }
+
+    pub(crate) fn get(&self) -> &[(String, Option<Duration>)] {
+        self.names
+            .get_or_init(|| self.build.map(|build| build()).unwrap_or_default())
+    }
+}
+
+impl Plan<'_> {
     /// Whether a fill takes a lease: asked for, and the store is shared with other processes.
     fn leases(&self) -> bool {
         self.freshness.lease && self.cache.inner.backend.shared()
@@ -92,7 +125,7 @@ pub(crate) trait Filler {
 
 /// The state of `value` now, for `filler`: an expired value that `filler` may not serve
 /// stale is gone.
-fn state_of<F: Filler>(plan: &Plan, filler: &F, value: &Opened) -> Option<State> {
+fn state_of<F: Filler>(plan: &Plan<'_>, filler: &F, value: &Opened) -> Option<State> {
     match plan.freshness.state(&value.header, envelope::now_ms()) {
         Some(State::Stale) if !filler.serves_stale(value) => None,
         state => state,
@@ -110,7 +143,7 @@ fn state_of<F: Filler>(plan: &Plan, filler: &F, value: &Opened) -> Option<State>
 /// holds `body` once, and only a miss moves it to the heap.
 #[allow(clippy::manual_async_fn)] // on purpose: see above
 pub(crate) fn run<F: Filler>(
-    plan: Option<Plan>,
+    plan: Option<Plan<'_>>,
     filler: F,
     body: impl Future<Output = F::Out>,
 ) -> impl Future<Output = F::Answer> {
@@ -185,7 +218,7 @@ pub(crate) fn run<F: Filler>(
 /// A miss led by this call: with leases, one process in the fleet fills and this one may
 /// end up waiting for its value instead.
 async fn fill<F: Filler>(
-    plan: &Plan,
+    plan: &Plan<'_>,
     filler: &F,
     leader: flight::Leader<'_>,
     body: impl Future<Output = F::Out>,
@@ -241,7 +274,7 @@ async fn fill<F: Filler>(
 /// A value that is stale or chosen for early refresh: one caller per key (in this process,
 /// and with leases in the fleet) recomputes it; every other is served the value at once.
 async fn refresh<F: Filler>(
-    plan: &Plan,
+    plan: &Plan<'_>,
     filler: &F,
     old: Opened,
     state: State,
@@ -306,7 +339,7 @@ async fn refresh<F: Filler>(
 /// its dependencies go to the fill this call runs inside). An error only when the backend
 /// failed.
 pub(crate) async fn cached_answer<F: Filler>(
-    plan: &Plan,
+    plan: &Plan<'_>,
     filler: &F,
 ) -> crate::Result<Option<F::Answer>> {
     let started = Instant::now();
@@ -327,7 +360,7 @@ pub(crate) async fn cached_answer<F: Filler>(
 /// The answer from a value found by [`lookup`], counted as a hit; its dependencies go to
 /// the fill this call runs inside. `None` (counted) when the filler cannot read it.
 fn serve<F: Filler>(
-    plan: &Plan,
+    plan: &Plan<'_>,
     filler: &F,
     value: &Opened,
     started: Instant,
@@ -341,7 +374,7 @@ fn serve<F: Filler>(
 }
 
 /// Counts and records a hit on `value` whose answer is `answer`.
-fn hit<A>(plan: &Plan, answer: A, value: &Opened, started: Instant) -> A {
+fn hit<A>(plan: &Plan<'_>, answer: A, value: &Opened, started: Instant) -> A {
     if deps::active() {
         deps::record(value.deps());
     }
@@ -355,7 +388,7 @@ fn hit<A>(plan: &Plan, answer: A, value: &Opened, started: Instant) -> A {
 /// be. When the body fails and `old` is a value still within its stale window, `old` is the
 /// answer (stale-if-error).
 async fn lead<F: Filler>(
-    plan: &Plan,
+    plan: &Plan<'_>,
     filler: &F,
     leader: flight::Leader<'_>,
     body: impl Future<Output = F::Out>,
@@ -371,7 +404,7 @@ async fn lead<F: Filler>(
 
     let since = Instant::now();
     let epoch = l1_epoch(plan);
-    let generations = start(cache, &plan.own, name).await;
+    let generations = start(cache, plan.own.get(), name).await;
     let started = Instant::now();
     let (out, collected) = deps::collect(body).await;
     let cost = started.elapsed();
@@ -454,25 +487,25 @@ async fn lead<F: Filler>(
 const NO_L1: u64 = u64::MAX;
 
 /// The value kept under `plan.key` in this process's L1, if it has one and trusts it.
-fn l1_get(plan: &Plan) -> Option<std::sync::Arc<Opened>> {
+fn l1_get(plan: &Plan<'_>) -> Option<std::sync::Arc<Opened>> {
     plan.cache.inner.l1.as_ref()?.get(&plan.key)
 }
 
 /// Drops the value kept under `plan.key` in this process's L1, if it has one.
-fn l1_forget(plan: &Plan) {
+fn l1_forget(plan: &Plan<'_>) {
     if let Some(l1) = &plan.cache.inner.l1 {
         l1.forget(&plan.key);
     }
 }
 
 /// The L1's epoch before a read from Redis ([`NO_L1`] without one).
-fn l1_epoch(plan: &Plan) -> u64 {
+fn l1_epoch(plan: &Plan<'_>) -> u64 {
     plan.cache.inner.l1.as_ref().map_or(NO_L1, |l1| l1.epoch())
 }
 
 /// Keeps `value`, read from Redis or just written there by a read that began at `epoch`, in
 /// this process's L1, if it has one.
-fn l1_keep(plan: &Plan, value: Opened, epoch: u64) {
+fn l1_keep(plan: &Plan<'_>, value: Opened, epoch: u64) {
     if let Some(l1) = &plan.cache.inner.l1 {
         l1.keep(&plan.key, std::sync::Arc::new(value), epoch);
     }
@@ -480,7 +513,7 @@ fn l1_keep(plan: &Plan, value: Opened, epoch: u64) {
 
 /// The answer from a leader's value, when this follower may serve it.
 async fn follow<F: Filler>(
-    plan: &Plan,
+    plan: &Plan<'_>,
     filler: &F,
     shared: &Shared,
     joined: Instant,
@@ -508,7 +541,7 @@ async fn follow<F: Filler>(
 /// expected to record; `None` (counted) when there is none that may be served: missing,
 /// invalidated or unreadable. Whether it is fresh is the caller's question
 /// ([`Freshness::state`]). An error when the backend failed.
-async fn lookup(plan: &Plan, count: Count) -> crate::Result<Option<Opened>> {
+async fn lookup(plan: &Plan<'_>, count: Count) -> crate::Result<Option<Opened>> {
     let Plan {
         cache, name, key, ..
     } = plan;
@@ -542,6 +575,7 @@ async fn lookup(plan: &Plan, count: Count) -> crate::Result<Option<Opened>> {
     let hint = inner.hints.get(key);
     let expected: Vec<&str> = plan
         .own
+        .get()
         .iter()
         .map(|(n, _)| n.as_str())
         .chain(hint.iter().flat_map(|h| h.iter().map(String::as_str)))
@@ -604,7 +638,7 @@ enum Probed {
 
 /// Asks the store whether `copy` is still the value under `plan.key`, and whether the
 /// generations it recorded are current, in one round trip that does not read the value.
-async fn probe(plan: &Plan, copy: &Opened) -> crate::Result<Probed> {
+async fn probe(plan: &Plan<'_>, copy: &Opened) -> crate::Result<Probed> {
     let Plan {
         cache, name, key, ..
     } = plan;
@@ -632,7 +666,7 @@ async fn probe(plan: &Plan, copy: &Opened) -> crate::Result<Probed> {
 }
 
 /// Keeps a copy of `value`, read from or written to `plan.key`, when the cache keeps copies.
-fn keep_copy(plan: &Plan, value: &Opened, verified: Option<u64>) {
+fn keep_copy(plan: &Plan<'_>, value: &Opened, verified: Option<u64>) {
     if let Some(copies) = &plan.cache.inner.copies {
         copies.keep(&plan.key, value.clone(), verified);
     }
@@ -646,7 +680,7 @@ enum Count {
     No,
 }
 
-fn invalidated(plan: &Plan, count: Count) -> Option<Opened> {
+fn invalidated(plan: &Plan<'_>, count: Count) -> Option<Opened> {
     if count == Count::Yes {
         plan.cache.count(Event::Invalidated, plan.name);
         tracing::debug!(key = %plan.key, name = plan.name, "cache: invalidated value");
@@ -656,9 +690,9 @@ fn invalidated(plan: &Plan, count: Count) -> Option<Opened> {
 
 /// Remembers, for the next lookup of `plan.key`, the generation names among `names` that
 /// are not the value's own.
-fn remember_beyond_own<'n>(plan: &Plan, names: impl Iterator<Item = &'n str>) {
+fn remember_beyond_own<'n>(plan: &Plan<'_>, names: impl Iterator<Item = &'n str>) {
     let beyond: Vec<String> = names
-        .filter(|n| !plan.own.iter().any(|(own, _)| own == n))
+        .filter(|n| !plan.own.get().iter().any(|(own, _)| own == n))
         .map(str::to_owned)
         .collect();
     if !beyond.is_empty() {

@@ -11,7 +11,7 @@ use crate::cache::Cache;
 use crate::cache::default::current;
 use crate::codec::SelectCodec;
 use crate::error::{Error, ErrorKind, Result};
-use crate::fill::{self, Plan};
+use crate::fill::{self, Own, Plan};
 use crate::freshness::Freshness;
 use crate::invalidate::{counter_ttl, require};
 use crate::key::{self, generation};
@@ -259,7 +259,9 @@ where
         let layout = &cache.inner.layout;
         Plan {
             key: layout.entry(&logical),
-            own: layout.own(&logical, spec.own(&logical, &key.tags, freshness.keep(ttl))),
+            own: Own::built(
+                layout.own(&logical, spec.own(&logical, &key.tags, freshness.keep(ttl))),
+            ),
             ttl,
             name: spec.function,
             freshness,

@@ -10,7 +10,7 @@ use crate::backend::Backend;
 use crate::codec::{CacheDefault, SelectCodec};
 use crate::envelope::{Header, Kind, Writer};
 use crate::error::{Error, ErrorKind, Result};
-use crate::fill::{self, Plan};
+use crate::fill::{self, Own, Plan};
 use crate::freshness::Freshness;
 use crate::invalidate::Change;
 use crate::key::{self, generation};
@@ -20,7 +20,7 @@ use crate::value::Values;
 impl Cache {
     /// The plan of a `get`/`set` of `key`: stored under `{prefix}:1:{key}`, depending on the
     /// whole cache's generation only. Its TTL is the caller's, unknown to `get`.
-    fn plain_plan(&self, key: &str, ttl: Duration) -> Plan {
+    fn plain_plan(&self, key: &str, ttl: Duration) -> Plan<'static> {
         let logical = key::plain(key);
         let layout = &self.inner.layout;
         Plan {
@@ -28,7 +28,7 @@ impl Cache {
             name: "get",
             key: layout.entry(&logical),
             ttl,
-            own: layout.own(&logical, vec![(generation::ALL.to_owned(), None)]),
+            own: Own::built(layout.own(&logical, vec![(generation::ALL.to_owned(), None)])),
             freshness: Freshness {
                 stale: Duration::ZERO,
                 early: None,
@@ -64,7 +64,7 @@ impl Cache {
     ) -> Result<()> {
         let ttl = ttl.unwrap_or(self.inner.default_ttl);
         let plan = self.plain_plan(key, ttl);
-        let deps = fill::start(self, &plan.own, "set").await?;
+        let deps = fill::start(self, plan.own.get(), "set").await?;
         let codec = CacheDefault::codec_id(self.inner.codec);
         let header = Header::new(Kind::Value, codec, ttl, Duration::ZERO);
         let mut writer = Writer::new(&header, deps.iter().map(|(n, g)| (n.as_str(), *g)), 64)

@@ -98,7 +98,7 @@ use crate::cache::Cache;
 use crate::cache::default::current;
 use crate::deps;
 use crate::envelope::{Header, Kind, Opened, Writer};
-use crate::fill::{self, Filler, Plan};
+use crate::fill::{self, Filler, Own, Plan};
 use crate::freshness::Freshness;
 use crate::invalidate::{counter_ttl, require};
 use crate::key::{self, generation};
@@ -312,7 +312,7 @@ pub(crate) async fn serve<V, B, E, F>(
     run: Pin<Box<F>>,
 ) -> Result<Response<ViewBody<B>>, E>
 where
-    V: AsRef<str>,
+    V: AsRef<str> + Sync,
     B: Body<Data = Bytes>,
     F: Future<Output = Result<Response<B>, E>>,
 {
@@ -349,28 +349,31 @@ where
         early: rules.early,
         lease: rules.lease.unwrap_or(cache.inner.leases),
     };
-    let mut own = Vec::with_capacity(3 + rules.tags.len());
-    own.extend([
-        (generation::ALL.to_owned(), None),
-        (generation::view(rules.name), None),
-        (
-            path_generation(rules.name, request.uri().path()),
-            counter_ttl(freshness.keep(ttl)),
-        ),
-    ]);
-    own.extend(
-        rules
-            .tags
-            .iter()
-            .map(|t| (generation::tag(t.as_ref()), None)),
-    );
+    let own = || {
+        let mut own = Vec::with_capacity(3 + rules.tags.len());
+        own.extend([
+            (generation::ALL.to_owned(), None),
+            (generation::view(rules.name), None),
+            (
+                path_generation(rules.name, request.uri().path()),
+                counter_ttl(freshness.keep(ttl)),
+            ),
+        ]);
+        own.extend(
+            rules
+                .tags
+                .iter()
+                .map(|t| (generation::tag(t.as_ref()), None)),
+        );
+        cache.inner.layout.own(&logical, own)
+    };
     let plan = Plan {
         cache: cache.clone(),
         freshness,
         name: rules.name,
         key: cache.inner.layout.entry(&logical),
         ttl,
-        own: cache.inner.layout.own(&logical, own),
+        own: Own::lazy(&own),
     };
     let responses = Responses {
         stale: rules.stale,
