@@ -18,8 +18,15 @@ use std::time::{Duration, Instant};
 
 use metrics::{Counter, Histogram, Key, Label, Level, Metadata, Recorder};
 
-use crate::observe::BACKEND_SECONDS;
 use crate::stats::Event;
+
+const HIT_SECONDS: &str = "cache_hit_duration_seconds";
+const FILL_SECONDS: &str = "cache_fill_duration_seconds";
+const BACKEND_SECONDS: &str = "cache_backend_duration_seconds";
+const VALUE_BYTES: &str = "cache_value_bytes";
+const READ_BYTES: &str = "cache_read_bytes_total";
+const WRITTEN_BYTES: &str = "cache_written_bytes_total";
+const WAITS: &str = "cache_waits_total";
 
 /// Names beyond this many get keys built per call instead of kept: names are static
 /// strings (function paths, fixed words), so this is only reached by a program that makes
@@ -161,39 +168,41 @@ fn recording_globally() -> bool {
     !noop && global_recorder() == Some(address)
 }
 
+impl<H> Metric<H> {
+    /// Runs `record` on this metric's handle with the current recorder (`register` makes
+    /// one): the kept one for the global recorder, a fresh one for any other.
+    fn with(&self, register: fn(&dyn Recorder, &Key) -> H, record: impl FnOnce(&H)) {
+        if recording_globally() {
+            record(
+                self.global
+                    .get_or_init(|| metrics::with_recorder(|r| register(r, &self.key))),
+            );
+        } else {
+            record(&metrics::with_recorder(|r| register(r, &self.key)));
+        }
+    }
+}
+
 impl Metric<Counter> {
     fn increment(&self, n: u64) {
-        if recording_globally() {
-            let global = self.global.get_or_init(|| {
-                metrics::with_recorder(|recorder| recorder.register_counter(&self.key, &METADATA))
-            });
-            global.increment(n);
-        } else {
-            metrics::with_recorder(|recorder| recorder.register_counter(&self.key, &METADATA))
-                .increment(n);
-        }
+        self.with(
+            |r, key| r.register_counter(key, &METADATA),
+            |counter| counter.increment(n),
+        );
     }
 }
 
 impl Metric<Histogram> {
     fn record(&self, value: f64) {
-        if recording_globally() {
-            let global = self.global.get_or_init(|| {
-                metrics::with_recorder(|recorder| recorder.register_histogram(&self.key, &METADATA))
-            });
-            global.record(value);
-        } else {
-            metrics::with_recorder(|recorder| recorder.register_histogram(&self.key, &METADATA))
-                .record(value);
-        }
+        self.with(
+            |r, key| r.register_histogram(key, &METADATA),
+            |histogram| histogram.record(value),
+        );
     }
 }
 
 impl Meters {
     fn new(name: &'static str) -> Meters {
-        use crate::observe::{
-            FILL_SECONDS, HIT_SECONDS, READ_BYTES, VALUE_BYTES, WAITS, WRITTEN_BYTES,
-        };
         Meters {
             name,
             events: Event::ALL.map(|event| metric(named(event.metric(), name))),

@@ -28,16 +28,10 @@ use crate::key::generation;
 use crate::meters;
 use crate::stats::Event;
 
-pub(crate) const HIT_SECONDS: &str = "cache_hit_duration_seconds";
-pub(crate) const FILL_SECONDS: &str = "cache_fill_duration_seconds";
-pub(crate) const BACKEND_SECONDS: &str = "cache_backend_duration_seconds";
-pub(crate) const INVALIDATION_SECONDS: &str = "cache_invalidation_duration_seconds";
-pub(crate) const VALUE_BYTES: &str = "cache_value_bytes";
-pub(crate) const READ_BYTES: &str = "cache_read_bytes_total";
-pub(crate) const WRITTEN_BYTES: &str = "cache_written_bytes_total";
-pub(crate) const WAITS: &str = "cache_waits_total";
-pub(crate) const INVALIDATIONS: &str = "cache_invalidations_total";
-pub(crate) const BREAKER_OPENED: &str = "cache_breaker_opened_total";
+// The metrics recorded per name are named in `meters.rs`; these are recorded here.
+const INVALIDATION_SECONDS: &str = "cache_invalidation_duration_seconds";
+const INVALIDATIONS: &str = "cache_invalidations_total";
+const BREAKER_OPENED: &str = "cache_breaker_opened_total";
 
 impl Cache {
     /// The recorder of this cache's recent history, switched on (dashboards call this).
@@ -52,7 +46,8 @@ impl Cache {
 
     /// Counts one event (see [`Stats`](crate::Stats)).
     pub(crate) fn count(&self, event: Event, name: &'static str) {
-        self.inner.counters.count(event, name);
+        self.inner.counters.add(event);
+        meters::of(name).event(event);
         if let Some(recorder) = self.recording() {
             recorder.event(event, name);
         }

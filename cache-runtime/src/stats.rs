@@ -1,4 +1,5 @@
-//! Counters behind [`Cache::stats`](crate::Cache::stats), mirrored to the `metrics` facade.
+//! Counters behind [`Cache::stats`](crate::Cache::stats) (`crate::observe` mirrors them to the
+//! `metrics` facade).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -120,12 +121,7 @@ impl Event {
 }
 
 impl Counters {
-    pub(crate) fn count(&self, event: Event, name: &'static str) {
-        self.add(event);
-        crate::meters::of(name).event(event);
-    }
-
-    /// Counts `event` here only (its metric is recorded by the caller).
+    /// Counts `event` (its metric is recorded by the caller, see `crate::observe`).
     pub(crate) fn add(&self, event: Event) {
         let counter = match event {
             Event::Hit => &self.hits,
