@@ -28,12 +28,12 @@ const READ_BYTES: &str = "cache_read_bytes_total";
 const WRITTEN_BYTES: &str = "cache_written_bytes_total";
 const WAITS: &str = "cache_waits_total";
 
-/// Names beyond this many get keys built per call instead of kept: names are static
+/// Names beyond this many get metrics built per call instead of kept: names are static
 /// strings (function paths, fixed words), so this is only reached by a program that makes
 /// names at run time, whose keys must not be kept forever.
 const MAX_NAMES: usize = 4096;
 
-/// Backend operations with a kept key (others build theirs per call).
+/// Backend operations with a kept metric (others build theirs per call).
 const OPS: [&str; 6] = [
     "read",
     "write",
@@ -65,11 +65,11 @@ pub(crate) struct Meters {
     backend_seconds: [Metric<Histogram>; OPS.len()],
 }
 
-/// Kept keys, by the address and length of the name (a name is a static string: its
+/// Kept metrics, by the address and length of the name (a name is a static string: its
 /// address names it without hashing its text).
 static KEPT: RwLock<Option<HashMap<(usize, usize), &'static Meters>>> = RwLock::new(None);
 
-/// The keys of `name`'s metrics.
+/// The metrics of `name`.
 pub(crate) fn of(name: &'static str) -> Kept {
     let id = (name.as_ptr() as usize, name.len());
     if let Some(meters) = KEPT
@@ -94,7 +94,7 @@ pub(crate) fn of(name: &'static str) -> Kept {
     Kept::Shared(meters)
 }
 
-/// Keys kept for the process, or built for one call.
+/// Metrics kept for the process, or built for one call.
 pub(crate) enum Kept {
     Shared(&'static Meters),
     Own(Box<Meters>),
