@@ -28,7 +28,7 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
-use super::redis::{DELETE_IF, bytes, glob_containing, glob_escape, px};
+use super::redis::{DELETE_IF, glob_containing, glob_escape, mget_cmd, mget_reply, px};
 use super::{Backend, KeyInfo, MAX_TTL, ScanPage, io};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::slot;
@@ -340,21 +340,19 @@ fn by_slot<'k>(keys: impl Iterator<Item = &'k str>) -> Vec<Vec<usize>> {
 impl Backend for ClusterBackend {
     async fn mget(&self, keys: Vec<String>) -> Result<Vec<Option<Bytes>>> {
         let n = keys.len();
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(&keys);
+        let cmd = mget_cmd(&keys);
         let cmd = &cmd;
         // redis-rs splits an MGET over several slots into one per slot, sent concurrently,
         // and puts the answers back in the order of the keys.
-        let values: Vec<Option<Vec<u8>>> = self
+        let reply: redis::Value = self
             .run("MGET", |mut c| async move { cmd.query_async(&mut c).await })
             .await?;
-        if values.len() != n {
-            return Err(Error::new(
+        mget_reply(reply, n).ok_or_else(|| {
+            Error::new(
                 ErrorKind::Backend,
                 "MGET answered the wrong number of values",
-            ));
-        }
-        Ok(bytes(values))
+            )
+        })
     }
 
     async fn set(&self, key: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {

@@ -61,7 +61,7 @@ pub(super) fn px(cmd: &mut redis::Cmd, ttl: Option<Duration>) {
     }
 }
 
-pub(super) fn bytes(values: Vec<Option<Vec<u8>>>) -> Vec<Option<Bytes>> {
+fn bytes(values: Vec<Option<Vec<u8>>>) -> Vec<Option<Bytes>> {
     values.into_iter().map(|v| v.map(Bytes::from)).collect()
 }
 
