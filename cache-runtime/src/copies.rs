@@ -55,9 +55,7 @@ impl Copies {
     pub(crate) fn new(max_bytes: u64) -> Copies {
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|key: &String, copy: &Arc<Copy>| {
-                u32::try_from(key.len() + copy.value.held + 128).unwrap_or(u32::MAX)
-            })
+            .weigher(|key: &String, copy: &Arc<Copy>| copy.value.weight(key.len()))
             .build();
         Copies { entries }
     }

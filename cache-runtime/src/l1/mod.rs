@@ -98,9 +98,7 @@ impl L1 {
     pub(crate) fn new(max_bytes: u64, trust: Duration, names: Names) -> L1 {
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|key: &String, value: &Arc<Opened>| {
-                u32::try_from(key.len() + value.stored_len + 128).unwrap_or(u32::MAX)
-            })
+            .weigher(|key: &String, value: &Arc<Opened>| value.weight(key.len()))
             .support_invalidation_closures()
             .build();
         L1 {
