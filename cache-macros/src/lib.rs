@@ -49,6 +49,13 @@ mod view;
 /// cache that fails (Redis down, timeout, undecodable value) never fails the call: the body
 /// runs and its result is returned.
 ///
+/// A hit hands out the stored value decoded from its bytes or, when the value's type is
+/// `Clone + Send + Sync + 'static`, a clone of the value decoded once per copy this process
+/// keeps (local copies, the L1; `CacheBuilder::local_copies`), as moka and the `cached`
+/// crate hand out clones of what they keep: an `Arc<T>` is handed out without copying `T`.
+/// A type whose clones share mutable state (an `Arc<Mutex<_>>` field) shares it between the
+/// callers served by one copy; a type that is not `Clone` is decoded on every hit.
+///
 /// # Arguments
 ///
 /// All are optional.
@@ -185,10 +192,10 @@ mod view;
 ///     ::cache_runtime::__private::cached_result::<_, _, ::cache_runtime::codec::CacheDefault, _>(
 ///         &__CACHE_SPEC,
 ///         __cache_key,
-///         // `Some` only when `User` is an `Arc<_>`: then a value kept in memory (the L1, a
-///         // leader's value for its followers) is decoded once and handed out as clones.
+///         // `Some` when `User` is `Clone`: then a value kept in memory (a local copy, the
+///         // L1, a leader's value for its followers) is decoded once and handed out as clones.
 ///         {
-///             use ::cache_runtime::__private::{ShareArc as _, ShareNone as _};
+///             use ::cache_runtime::__private::{ShareClone as _, ShareNone as _};
 ///             (&::cache_runtime::__private::Probe::<User>::NEW).sharing()
 ///         },
 ///         // The body, unchanged: `return` and `?` stay inside it.

@@ -56,10 +56,11 @@ pub(crate) fn expand(query: &Query<'_>, func: &ItemFn) -> TokenStream {
         .into_iter()
         .next()
         .map_or_else(Span::call_site, |token| token.span());
-    // An `Arc` is decoded once and handed out as clones (`cache_runtime::share`).
+    // A `Clone` type is decoded once per value kept and handed out as clones
+    // (`cache_runtime::share`).
     let sharing = quote! {{
         #[allow(unused_imports)]
-        use ::cache_runtime::__private::{ShareArc as _, ShareNone as _};
+        use ::cache_runtime::__private::{ShareClone as _, ShareNone as _};
         (&::cache_runtime::__private::Probe::<#cached>::NEW).sharing()
     }};
     let codec = codec(query.args.codec.as_ref());
@@ -452,7 +453,7 @@ mod tests {
                     __cache_key,
                     {
                         #[allow(unused_imports)]
-                        use ::cache_runtime::__private::{ShareArc as _, ShareNone as _};
+                        use ::cache_runtime::__private::{ShareClone as _, ShareNone as _};
                         (&::cache_runtime::__private::Probe::<User>::NEW).sharing()
                     },
                     async move { BODY }
@@ -857,7 +858,7 @@ mod tests {
             out.contains(&norm(
                 "::cache_runtime::__private::cached_result_blocking::<_, _, \
                  ::cache_runtime::codec::CacheDefault, _>(&__CACHE_SPEC, __cache_key, { \
-                 #[allow(unused_imports)] use ::cache_runtime::__private::{ShareArc as _, \
+                 #[allow(unused_imports)] use ::cache_runtime::__private::{ShareClone as _, \
                  ShareNone as _}; (&::cache_runtime::__private::Probe::<User>::NEW).sharing() }, \
                  move || -> QueryResult<User> { users.find(id).first(conn) })"
             )),
@@ -894,7 +895,7 @@ mod tests {
             out.contains(&norm(
                 "cached_value_blocking::<_, ::cache_runtime::codec::CacheDefault, _>(\
                  &__CACHE_SPEC, __cache_key, { #[allow(unused_imports)] use \
-                 ::cache_runtime::__private::{ShareArc as _, ShareNone as _}; \
+                 ::cache_runtime::__private::{ShareClone as _, ShareNone as _}; \
                  (&::cache_runtime::__private::Probe::<Option<u32> >::NEW).sharing() }, \
                  move || -> Option<u32> { None })"
             )),

@@ -68,6 +68,7 @@ impl Copies {
     /// Keeps `value`, just read from or written to `key`; `verified`: the store's epoch
     /// before the reads that found it current, if they did.
     pub(crate) fn keep(&self, key: &str, value: Opened, verified: Option<u64>) {
+        value.decoded.retain();
         let copy = Copy {
             value,
             verified: AtomicU64::new(verified.unwrap_or(NEVER)),

@@ -526,6 +526,8 @@ async fn follow<F: Filler>(
     if !usable {
         return None;
     }
+    // The followers share the leader's value: the first to decode it keeps it for the rest.
+    shared.value.decoded.retain();
     let answer = filler.answer(&shared.value)?;
     plan.cache.count(Event::Hit, plan.name);
     if shared.checkable {

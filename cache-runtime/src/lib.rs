@@ -89,7 +89,7 @@ pub mod __private {
         cached_value_blocking, invalidate_entry, invalidate_entry_blocking, invalidate_query,
         invalidate_query_blocking,
     };
-    pub use crate::share::{Probe, ShareArc, ShareNone, Sharing};
+    pub use crate::share::{Probe, ShareClone, ShareNone, Sharing};
     #[cfg(feature = "axum")]
     pub use crate::view::cached_view;
     /// The return type of an expanded `#[cached_view]` handler.

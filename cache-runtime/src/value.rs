@@ -22,7 +22,7 @@ pub(crate) struct Values<O, T, C> {
     wrap: fn(T) -> O,
     /// `None` for a reader, which never stores.
     encode: Option<Encode<T>>,
-    /// For a type that shares (an `Arc`): decoded once per opened value.
+    /// For a type that shares (`Clone`): decoded once per opened value.
     sharing: Option<Sharing<T>>,
     _codec: PhantomData<fn() -> C>,
 }

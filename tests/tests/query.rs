@@ -81,6 +81,7 @@ cache_tests::on_both_backends!(
     clear_removes_this_prefix_only,
     large_values_are_compressed,
     equal_hash_maps_and_sets_share_an_entry,
+    a_clone_type_is_decoded_once_per_copy,
 );
 cache_tests::on_cluster!(
     a_hit_skips_the_body,
@@ -616,4 +617,123 @@ async fn large_values_are_compressed(env: Env) {
             .unwrap();
         assert_eq!(len as u64, stats.bytes_written);
     }
+}
+
+/// Decodings of [`Rows`] and [`Unshared`] so far, by tag (each case its own tag: the
+/// backends' cases run at once).
+static DECODES: std::sync::Mutex<Vec<(String, usize)>> = std::sync::Mutex::new(Vec::new());
+
+fn decodes(tag: &str) -> usize {
+    let decodes = DECODES.lock().unwrap();
+    decodes
+        .iter()
+        .find(|(t, _)| t == tag)
+        .map_or(0, |(_, n)| *n)
+}
+
+/// What [`Rows`] and [`Unshared`] are read through, counting every decoding.
+#[derive(Deserialize)]
+struct Counted {
+    tag: String,
+    rows: Vec<u64>,
+}
+
+impl Counted {
+    fn count(self) -> (String, Vec<u64>) {
+        let mut decodes = DECODES.lock().unwrap();
+        match decodes.iter_mut().find(|(t, _)| *t == self.tag) {
+            Some((_, n)) => *n += 1,
+            None => decodes.push((self.tag.clone(), 1)),
+        }
+        (self.tag, self.rows)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(from = "Counted")]
+struct Rows {
+    tag: String,
+    rows: Vec<u64>,
+}
+
+impl From<Counted> for Rows {
+    fn from(counted: Counted) -> Rows {
+        let (tag, rows) = counted.count();
+        Rows { tag, rows }
+    }
+}
+
+/// Not `Clone`.
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+#[serde(from = "Counted")]
+struct Unshared {
+    tag: String,
+    rows: Vec<u64>,
+}
+
+impl From<Counted> for Unshared {
+    fn from(counted: Counted) -> Unshared {
+        let (tag, rows) = counted.count();
+        Unshared { tag, rows }
+    }
+}
+
+#[cached_query(key = "rows:{tag}", skip(calls))]
+async fn clone_rows(calls: &AtomicUsize, tag: &str) -> Rows {
+    calls.fetch_add(1, SeqCst);
+    Rows {
+        tag: tag.to_owned(),
+        rows: (0..100).collect(),
+    }
+}
+
+#[cached_query(key = "unshared:{tag}")]
+async fn unshared_rows(tag: &str) -> Unshared {
+    Unshared {
+        tag: tag.to_owned(),
+        rows: (0..100).collect(),
+    }
+}
+
+/// A value of a `Clone` type is decoded once per copy this process keeps: its hits hand out
+/// clones (`cache_runtime::share`), and after an invalidation the new value is read, not the
+/// clone. A type that is not `Clone` is decoded on every hit.
+async fn a_clone_type_is_decoded_once_per_copy(env: Env) {
+    let calls = AtomicUsize::new(0);
+    let tag = cache_tests::unique_prefix("decodes");
+    let unshared = format!("{tag}-unshared");
+    env.run(async {
+        let first = clone_rows(&calls, &tag).await;
+        let filled = decodes(&tag); // the fill reads its payload back once
+        for _ in 0..20 {
+            assert_eq!(clone_rows(&calls, &tag).await, first);
+        }
+        let hits = decodes(&tag) - filled;
+        // One decoding for the copy (an L1 in front may keep one of its own).
+        assert!((1..=2).contains(&hits), "20 hits decoded {hits} times");
+
+        unshared_rows(&unshared).await;
+        let filled = decodes(&unshared);
+        for _ in 0..20 {
+            assert_eq!(unshared_rows(&unshared).await.rows.len(), 100);
+        }
+        assert_eq!(
+            decodes(&unshared) - filled,
+            20,
+            "not Clone: decoded per hit"
+        );
+
+        env.cache.invalidate_all().await.unwrap();
+        let before = decodes(&tag);
+        assert_eq!(clone_rows(&calls, &tag).await, first);
+        assert_eq!(
+            calls.load(SeqCst),
+            2,
+            "the invalidated clone is not handed out"
+        );
+        clone_rows(&calls, &tag).await;
+        assert!(decodes(&tag) > before, "the new value is decoded");
+    })
+    .await;
+    assert_eq!(env.cache.stats().hits, 41);
 }

@@ -189,10 +189,11 @@ impl CacheBuilder {
     }
 
     /// Keeps up to `max_bytes` of values read from Redis in this process too (an L1, `moka`,
-    /// weighed in bytes), and serves them without a round trip while this instance knows every
-    /// invalidation since: invalidations are published to every instance and wait for their
-    /// acknowledgements, so after `invalidate_*` returns no instance serves the old value (see
-    /// `docs/SCALING.md`). Needs a `redis://` URL.
+    /// weighed in bytes, a query's value with room for its decoded form as in
+    /// [`local_copies`](Self::local_copies)), and serves them without a round trip while this
+    /// instance knows every invalidation since: invalidations are published to every instance
+    /// and wait for their acknowledgements, so after `invalidate_*` returns no instance serves
+    /// the old value (see `docs/SCALING.md`). Needs a `redis://` URL.
     ///
     /// ```no_run
     /// # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -221,6 +222,12 @@ impl CacheBuilder {
     /// messages between instances), but a 40 KB page no longer crosses the network, nor
     /// costs Redis the CPU to send it. Unlike [`l1`](Self::l1), which skips the round trip,
     /// this needs no trust period and no subscription.
+    ///
+    /// A `#[cached_query]` value of a `Clone` type is decoded once per copy; every hit on the
+    /// copy hands out a clone of it (cheaper than decoding: for 700 rows, 74 µs of CPU a hit
+    /// against 103 µs, `hit_concurrent` with an L1). A copy of a query's value is weighed as
+    /// its bytes plus three times its payload, room for that decoded form (700 rows of four
+    /// fields: 22.8 KB stored, about 90 KB decoded).
     ///
     /// On `memory://`, a copy is the decoded form of a stored value, sharing its bytes: a
     /// hit serves it without reading the value or its generations again while nothing was

@@ -141,6 +141,7 @@ impl L1 {
         if !self.trusted() {
             return;
         }
+        value.decoded.retain();
         self.entries.insert(key.to_owned(), value);
         // An invalidation applied between the read and the insert: undo.
         if self.epoch() != epoch {

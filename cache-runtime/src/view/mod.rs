@@ -467,7 +467,7 @@ fn entry_of(value: &Opened) -> Option<Entry> {
         header::CONTENT_LENGTH,
         http::HeaderValue::from(entry.body.len()),
     );
-    let _ = value.decoded.set(std::sync::Arc::new(entry.clone()));
+    value.decoded.set(std::sync::Arc::new(entry.clone()));
     Some(entry)
 }
 
