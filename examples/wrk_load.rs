@@ -586,28 +586,7 @@ fn run(
 /// `INFO commandstats`: command → (calls, total µs).
 async fn commandstats(redis_url: &str) -> anyhow::Result<BTreeMap<String, (u64, u64)>> {
     let mut conn = cache_tests::raw_connection(redis_url).await;
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn)
-        .await?;
-    Ok(parse_commandstats(&info))
-}
-
-/// `cmdstat_get:calls=12,usec=34,usec_per_call=2.83,...` lines.
-fn parse_commandstats(info: &str) -> BTreeMap<String, (u64, u64)> {
-    info.lines()
-        .filter_map(|line| {
-            let (command, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
-            let field = |name: &str| {
-                fields
-                    .split(',')
-                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))?
-                    .parse::<u64>()
-                    .ok()
-            };
-            Some((command.to_owned(), (field("calls")?, field("usec")?)))
-        })
-        .collect()
+    Ok(cache_tests::commandstats(&mut conn).await)
 }
 
 #[cfg(test)]
@@ -656,17 +635,6 @@ Transfer/sec:      1.15GB
             "  Socket errors: connect 0, read 2, write 0, timeout 0\nRequests/sec:",
         );
         assert!(parse_wrk(&report).is_err());
-    }
-
-    #[test]
-    fn reads_redis_commandstats() {
-        let info = "# Commandstats\r\n\
-            cmdstat_evalsha:calls=10,usec=95,usec_per_call=9.50,rejected_calls=0,failed_calls=0\r\n\
-            cmdstat_get:calls=7,usec=14,usec_per_call=2.00,rejected_calls=0,failed_calls=0\r\n";
-        let stats = parse_commandstats(info);
-        assert_eq!(stats["evalsha"], (10, 95));
-        assert_eq!(stats["get"], (7, 14));
-        assert_eq!(stats.len(), 2);
     }
 
     #[test]

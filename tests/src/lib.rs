@@ -54,6 +54,7 @@ pub use redis_server::{
     MISSING_REDIS_SERVER, REDIS_URL_ENV, RedisServer, locate_redis_server, redis_server_url,
 };
 
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, RandomState};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -111,6 +112,37 @@ pub async fn redis_info(url: &str, section: &str, field: &str) -> u64 {
         .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("INFO {section} has no number {field}"))
+}
+
+/// Each command's calls and total µs since the last `CONFIG RESETSTAT`, from the `INFO
+/// commandstats` of the server behind `conn` (names as Redis gives them: `mget`,
+/// `config|resetstat`).
+pub async fn commandstats(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> BTreeMap<String, (u64, u64)> {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .unwrap_or_else(|e| panic!("INFO commandstats: {e}"));
+    parse_commandstats(&info)
+}
+
+/// `cmdstat_get:calls=12,usec=34,usec_per_call=2.83,...` lines: command -> (calls, µs).
+pub fn parse_commandstats(info: &str) -> BTreeMap<String, (u64, u64)> {
+    info.lines()
+        .filter_map(|line| {
+            let (command, fields) = line.strip_prefix("cmdstat_")?.split_once(':')?;
+            let field = |name: &str| {
+                fields
+                    .split(',')
+                    .find_map(|f| f.strip_prefix(name)?.strip_prefix('='))?
+                    .parse::<u64>()
+                    .ok()
+            };
+            Some((command.to_owned(), (field("calls")?, field("usec")?)))
+        })
+        .collect()
 }
 
 /// One suite, both backends: for each `case`, a `memory::case` and a `redis::case` test that
@@ -247,4 +279,22 @@ fn clock_ticks_per_second() -> f64 {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(100.0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_redis_commandstats() {
+        let info = "# Commandstats\r\n\
+            cmdstat_evalsha:calls=10,usec=95,usec_per_call=9.50,rejected_calls=0,failed_calls=0\r\n\
+            cmdstat_config|resetstat:calls=1,usec=3,usec_per_call=3.00\r\n\
+            cmdstat_get:calls=7,usec=14,usec_per_call=2.00,rejected_calls=0,failed_calls=0\r\n";
+        let stats = parse_commandstats(info);
+        assert_eq!(stats["evalsha"], (10, 95));
+        assert_eq!(stats["config|resetstat"], (1, 3));
+        assert_eq!(stats["get"], (7, 14));
+        assert_eq!(stats.len(), 3);
+    }
 }

@@ -204,17 +204,13 @@ impl RedisCluster {
     /// The calls of `command` (lower case, e.g. `mget`) in `INFO commandstats` of each live
     /// node, in the order of [`nodes`](Self::nodes) (killed nodes left out).
     pub fn calls(&self, command: &str) -> Vec<u64> {
-        let needle = format!("cmdstat_{command}:calls=");
         self.nodes
             .iter()
             .filter(|n| n.pid().is_some())
             .map(|node| {
-                cli(node.port(), &["INFO", "commandstats"])
-                    .lines()
-                    .find_map(|l| l.strip_prefix(&needle))
-                    .and_then(|rest| rest.split(',').next())
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(0)
+                crate::parse_commandstats(&cli(node.port(), &["INFO", "commandstats"]))
+                    .get(command)
+                    .map_or(0, |&(calls, _)| calls)
             })
             .collect()
     }

@@ -486,19 +486,12 @@ fn a_cache_outlives_the_runtime_that_built_it() {
     assert_eq!(cache.stats().backend_errors, 0);
 }
 
+/// Calls per command since the last `CONFIG RESETSTAT`, but the test's own.
 async fn command_calls(conn: &mut ::redis::aio::MultiplexedConnection) -> HashMap<String, u64> {
-    let info: String = ::redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
+    cache_tests::commandstats(conn)
         .await
-        .unwrap();
-    info.lines()
-        .filter_map(|line| {
-            let rest = line.strip_prefix("cmdstat_")?;
-            let (name, stats) = rest.split_once(':')?;
-            let calls = stats.split(',').find_map(|kv| kv.strip_prefix("calls="))?;
-            Some((name.to_owned(), calls.parse().ok()?))
-        })
+        .into_iter()
+        .map(|(command, (calls, _))| (command, calls))
         .filter(|(name, _)| name != "info" && name != "config|resetstat")
         .collect()
 }
