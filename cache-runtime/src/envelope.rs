@@ -409,6 +409,22 @@ mod tests {
         assert_eq!(&opened.head[..], &bytes_again(&header, &deps)[..HEAD_LEN]);
     }
 
+    /// A codec value is weighed with room for its decoded form; a page, whose decoded form
+    /// shares its bytes, is not.
+    #[test]
+    fn a_value_weighs_its_bytes_and_room_to_decode_it() {
+        let payload = [7u8; 1000];
+        let value = open(sealed(&[("q:users", 1)], &payload, NO_COMPRESSION), 1 << 20).unwrap();
+        let stored = value.stored_len;
+        assert_eq!(value.weight(10) as usize, 10 + stored + 3 * 1000 + 128);
+
+        let header = Header::new(Kind::Response, 1, Duration::from_secs(60), Duration::ZERO);
+        let mut writer = Writer::new(&header, [("q:users", 1)].into_iter(), 1000).unwrap();
+        writer.payload().extend_from_slice(&payload);
+        let page = open(writer.seal(NO_COMPRESSION), 1 << 20).unwrap();
+        assert_eq!(page.weight(10) as usize, 10 + page.stored_len + 128);
+    }
+
     fn bytes_again(header: &Header, deps: &[(&str, u64)]) -> Bytes {
         let mut writer = Writer::new(header, deps.iter().copied(), 3).unwrap();
         writer.payload().extend_from_slice(b"other payload");
