@@ -16,9 +16,10 @@
 //! copy is never served after an invalidation, an overwrite or a delete: unlike the L1
 //! ([`crate::l1`]), copies need no trust and no messages between instances.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
+use crate::backend::ProbeKeys;
 use crate::envelope::Opened;
 
 /// Not yet found current at any epoch.
@@ -30,6 +31,8 @@ pub(crate) struct Copy {
     /// The store's epoch when the value and every generation it recorded were last read and
     /// found current (`NEVER`: not on a store with epochs, or not checked since it was kept).
     verified: AtomicU64,
+    /// What a hit on the copy reads, made on the first one and reused by the next.
+    pub(crate) probe: OnceLock<ProbeKeys>,
 }
 
 impl Copy {
@@ -72,6 +75,7 @@ impl Copies {
         let copy = Copy {
             value,
             verified: AtomicU64::new(verified.unwrap_or(NEVER)),
+            probe: OnceLock::new(),
         };
         self.entries.insert(key.to_owned(), Arc::new(copy));
     }

@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tracing::Instrument;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, ProbeKeys};
 use crate::cache::Cache;
+use crate::copies::Copy;
 use crate::deps::{self, Dep, Unstorable};
 use crate::envelope::{self, Header, Opened, Writer};
 use crate::flight::{self, Join, Shared};
@@ -76,7 +77,8 @@ impl<'a> Own<'a> {
         }
     }
 
-    /// Names `build` makes when they are first asked for.
+    /// Names `build` makes when they are first asked for (a view's).
+    #[cfg(feature = "view")]
     pub(crate) fn lazy(build: &'a (dyn Fn() -> Names + Sync)) -> Own<'a> {
         Own {
             names: OnceLock::new(),
@@ -556,7 +558,7 @@ async fn lookup(plan: &Plan<'_>, count: Count) -> crate::Result<Option<Opened>> 
         if copy.current_at(epoch) {
             return Ok(Some(copy.value.clone()));
         }
-        match probe(plan, &copy.value).await? {
+        match probe(plan, &copy).await? {
             Probed::Same { current: true } => {
                 copy.verified(epoch);
                 return Ok(Some(copy.value.clone()));
@@ -640,17 +642,18 @@ enum Probed {
 
 /// Asks the store whether `copy` is still the value under `plan.key`, and whether the
 /// generations it recorded are current, in one round trip that does not read the value.
-async fn probe(plan: &Plan<'_>, copy: &Opened) -> crate::Result<Probed> {
+async fn probe(plan: &Plan<'_>, copy: &Copy) -> crate::Result<Probed> {
     let Plan {
         cache, name, key, ..
     } = plan;
-    let layout = &cache.inner.layout;
-    let keys = copy.deps().map(|(n, _)| layout.generation(n)).collect();
-    let probe = cache
-        .inner
-        .backend
-        .probe(key.clone(), envelope::HEAD_LEN, keys);
+    let reads = copy.probe.get_or_init(|| {
+        let layout = &cache.inner.layout;
+        let keys = copy.value.deps().map(|(n, _)| layout.generation(n));
+        ProbeKeys::new(key.clone(), envelope::HEAD_LEN, keys.collect())
+    });
+    let probe = cache.inner.backend.probe(reads);
     let (head, generations) = cache.guarded(name, "read", Some(key), probe).await?;
+    let copy = &copy.value;
     let Some(head) = head else {
         return Ok(Probed::Other);
     };

@@ -26,6 +26,30 @@ pub(crate) mod redis_sync;
 /// and an HTTP date (`Expires`, up to the year 9999) can express.
 pub const MAX_TTL: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 
+/// What a probe reads (see [`Backend::probe`]): the value's key, the length of its fixed
+/// head, and the generation keys it recorded. Built once per local copy, since none of it
+/// changes while the copy lives; a backend keeps its request ready-made beside it.
+pub(crate) struct ProbeKeys {
+    pub(crate) key: String,
+    pub(crate) head: usize,
+    pub(crate) keys: Vec<String>,
+    /// Redis: the `GETRANGE` + `MGET` pipeline, made on the first probe.
+    #[cfg(feature = "redis")]
+    pub(crate) pipeline: std::sync::OnceLock<::redis::Pipeline>,
+}
+
+impl ProbeKeys {
+    pub(crate) fn new(key: String, head: usize, keys: Vec<String>) -> ProbeKeys {
+        ProbeKeys {
+            key,
+            head,
+            keys,
+            #[cfg(feature = "redis")]
+            pipeline: std::sync::OnceLock::new(),
+        }
+    }
+}
+
 /// What the runtime needs from a store.
 ///
 /// Implementations bound every operation in time themselves; errors are reported, and the
@@ -40,17 +64,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
     /// itself does not cross the network).
     fn probe(
         &self,
-        key: String,
-        head: usize,
-        keys: Vec<String>,
+        probe: &ProbeKeys,
     ) -> impl Future<Output = Result<(Option<Bytes>, Vec<Option<Bytes>>)>> + Send {
         async move {
-            let mut all = Vec::with_capacity(1 + keys.len());
-            all.push(key);
-            all.extend(keys);
+            let mut all = Vec::with_capacity(1 + probe.keys.len());
+            all.push(probe.key.clone());
+            all.extend(probe.keys.iter().cloned());
             let mut values = self.mget(all).await?.into_iter();
             let value = values.next().flatten().unwrap_or_default();
-            let head = value.slice(..head.min(value.len()));
+            let head = value.slice(..probe.head.min(value.len()));
             Ok((Some(head), values.collect()))
         }
     }
@@ -189,13 +211,8 @@ impl Backend for AnyBackend {
     async fn mget(&self, keys: Vec<String>) -> Result<Vec<Option<Bytes>>> {
         dispatch!(self, b => b.mget(keys).await)
     }
-    async fn probe(
-        &self,
-        key: String,
-        head: usize,
-        keys: Vec<String>,
-    ) -> Result<(Option<Bytes>, Vec<Option<Bytes>>)> {
-        dispatch!(self, b => b.probe(key, head, keys).await)
+    async fn probe(&self, probe: &ProbeKeys) -> Result<(Option<Bytes>, Vec<Option<Bytes>>)> {
+        dispatch!(self, b => b.probe(probe).await)
     }
     async fn set(&self, key: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
         dispatch!(self, b => b.set(key, value, ttl).await)

@@ -28,7 +28,7 @@ use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use super::redis_sync::{Conn, Pool};
-use super::{Backend, KeyInfo, MAX_TTL, ScanPage, io};
+use super::{Backend, KeyInfo, MAX_TTL, ProbeKeys, ScanPage, io};
 use crate::blocking;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -238,28 +238,25 @@ impl Backend for RedisBackend {
         })
     }
 
-    async fn probe(
-        &self,
-        key: String,
-        head: usize,
-        keys: Vec<String>,
-    ) -> Result<(Option<Bytes>, Vec<Option<Bytes>>)> {
-        let n = keys.len();
-        let mut pipe = redis::Pipeline::with_capacity(2);
-        // A key of another type answers GETRANGE with WRONGTYPE: as MGET answers nil for
-        // it, that is no value (the fill overwrites it), not a failing backend.
-        pipe.ignore_errors();
-        let mut getrange = redis::Cmd::with_capacity(4, key.len() + 16);
-        getrange
-            .arg("GETRANGE")
-            .arg(&key)
-            .arg(0)
-            .arg(head.max(1) - 1);
-        pipe.add_command(getrange);
-        if n > 0 {
-            pipe.add_command(mget_cmd(&keys));
-        }
-        let pipe = &pipe;
+    async fn probe(&self, probe: &ProbeKeys) -> Result<(Option<Bytes>, Vec<Option<Bytes>>)> {
+        let n = probe.keys.len();
+        let pipe = probe.pipeline.get_or_init(|| {
+            let mut pipe = redis::Pipeline::with_capacity(2);
+            // A key of another type answers GETRANGE with WRONGTYPE: as MGET answers nil
+            // for it, that is no value (the fill overwrites it), not a failing backend.
+            pipe.ignore_errors();
+            let mut getrange = redis::Cmd::with_capacity(4, probe.key.len() + 16);
+            getrange
+                .arg("GETRANGE")
+                .arg(&probe.key)
+                .arg(0)
+                .arg(probe.head.max(1) - 1);
+            pipe.add_command(getrange);
+            if n > 0 {
+                pipe.add_command(mget_cmd(&probe.keys));
+            }
+            pipe
+        });
         let mut answers: Vec<redis::Value> = self
             .run("GETRANGE + MGET", |mut c| async move {
                 pipe.query_async(&mut c).await
