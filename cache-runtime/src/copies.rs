@@ -54,11 +54,23 @@ pub(crate) struct Copies {
     entries: moka::sync::Cache<String, Arc<Copy>>,
 }
 
+/// Room for what a copy's probe keeps once made ([`ProbeKeys`]): the key and the
+/// generation names (each with the cache's prefix), as strings and again in the encoded
+/// request.
+fn probe_weight(key: &str, value: &Opened) -> u32 {
+    let names: usize = value.deps().map(|(name, _)| name.len() + 48).sum();
+    u32::try_from(2 * (key.len() + names)).unwrap_or(u32::MAX)
+}
+
 impl Copies {
     pub(crate) fn new(max_bytes: u64) -> Copies {
         let entries = moka::sync::Cache::builder()
             .max_capacity(max_bytes)
-            .weigher(|key: &String, copy: &Arc<Copy>| copy.value.weight(key.len()))
+            .weigher(|key: &String, copy: &Arc<Copy>| {
+                copy.value
+                    .weight(key.len())
+                    .saturating_add(probe_weight(key, &copy.value))
+            })
             .build();
         Copies { entries }
     }
