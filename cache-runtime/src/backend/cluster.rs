@@ -28,8 +28,11 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
-use super::redis::{DELETE_IF, glob_containing, glob_escape, mget_cmd, mget_reply, px};
-use super::{Backend, KeyInfo, MAX_TTL, ScanPage, io};
+use super::redis::{
+    DELETE_IF, create_and_get, glob_containing, glob_escape, mget_cmd, mget_reply, set_cmd,
+    set_nx_cmd,
+};
+use super::{Backend, KeyInfo, ScanPage, io};
 use crate::error::{Error, ErrorKind, Result};
 use crate::key::slot;
 
@@ -356,10 +359,7 @@ impl Backend for ClusterBackend {
     }
 
     async fn set(&self, key: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(&value[..]);
-        px(&mut cmd, ttl);
-        let cmd = &cmd;
+        let cmd = &set_cmd(key, &value, ttl);
         self.run(
             "SET",
             |mut c| async move { cmd.query_async::<()>(&mut c).await },
@@ -378,15 +378,7 @@ impl Backend for ClusterBackend {
                 let mut pipe = redis::pipe();
                 for &i in group {
                     let (key, value, ttl) = &items[i];
-                    let mut set = redis::cmd("SET");
-                    set.arg(key).arg(&value[..]).arg("NX");
-                    px(&mut set, *ttl);
-                    pipe.add_command(set).ignore();
-                    if let Some(ttl) = ttl {
-                        let ms = (*ttl).min(MAX_TTL).as_millis().max(1) as u64;
-                        pipe.cmd("PEXPIRE").arg(key).arg(ms).ignore();
-                    }
-                    pipe.cmd("GET").arg(key);
+                    create_and_get(&mut pipe, key, value, *ttl);
                 }
                 pipe
             })
@@ -485,10 +477,7 @@ impl Backend for ClusterBackend {
     }
 
     async fn set_nx(&self, key: String, value: Bytes, ttl: Duration) -> Result<bool> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(&value[..]).arg("NX");
-        px(&mut cmd, Some(ttl));
-        let cmd = &cmd;
+        let cmd = &set_nx_cmd(key, &value, ttl);
         let stored: Option<String> = self
             .run(
                 "SET NX",

@@ -54,11 +54,47 @@ pub(crate) struct RedisBackend {
     getrange_refused: std::sync::atomic::AtomicBool,
 }
 
-pub(super) fn px(cmd: &mut redis::Cmd, ttl: Option<Duration>) {
+fn px(cmd: &mut redis::Cmd, ttl: Option<Duration>) {
     if let Some(ttl) = ttl {
         cmd.arg("PX")
             .arg(ttl.min(MAX_TTL).as_millis().max(1) as u64);
     }
+}
+
+/// `SET key value [PX ttl]`, as both Redis backends send it.
+pub(super) fn set_cmd(key: String, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    px(&mut cmd, ttl);
+    cmd
+}
+
+/// `SET key value NX PX ttl`: creates `key` only when it does not exist.
+pub(super) fn set_nx_cmd(key: String, value: &[u8], ttl: Duration) -> redis::Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value).arg("NX");
+    px(&mut cmd, Some(ttl));
+    cmd
+}
+
+/// Adds to `pipe` what creates `key` with `value` unless it exists, then reads it (one
+/// answer: the value now there): `SET NX`, `PEXPIRE` (found rather than created, it lives
+/// `ttl` from now too), `GET`.
+pub(super) fn create_and_get(
+    pipe: &mut redis::Pipeline,
+    key: &str,
+    value: &[u8],
+    ttl: Option<Duration>,
+) {
+    let mut set = redis::cmd("SET");
+    set.arg(key).arg(value).arg("NX");
+    px(&mut set, ttl);
+    pipe.add_command(set).ignore();
+    if let Some(ttl) = ttl {
+        let ms = ttl.min(MAX_TTL).as_millis().max(1) as u64;
+        pipe.cmd("PEXPIRE").arg(key).arg(ms).ignore();
+    }
+    pipe.cmd("GET").arg(key);
 }
 
 fn bytes(values: Vec<Option<Vec<u8>>>) -> Vec<Option<Bytes>> {
@@ -297,10 +333,7 @@ impl Backend for RedisBackend {
     }
 
     async fn set(&self, key: String, value: Bytes, ttl: Option<Duration>) -> Result<()> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(&value[..]);
-        px(&mut cmd, ttl);
-        let cmd = &cmd;
+        let cmd = &set_cmd(key, &value, ttl);
         self.run(
             "SET",
             |mut c| async move { cmd.query_async::<()>(&mut c).await },
@@ -315,16 +348,7 @@ impl Backend for RedisBackend {
         let n = items.len();
         let mut pipe = redis::pipe();
         for (key, value, ttl) in &items {
-            let mut set = redis::cmd("SET");
-            set.arg(key).arg(&value[..]).arg("NX");
-            px(&mut set, *ttl);
-            pipe.add_command(set).ignore();
-            if let Some(ttl) = ttl {
-                // Found rather than created: it lives `ttl` from now too.
-                let ms = (*ttl).min(MAX_TTL).as_millis().max(1) as u64;
-                pipe.cmd("PEXPIRE").arg(key).arg(ms).ignore();
-            }
-            pipe.cmd("GET").arg(key);
+            create_and_get(&mut pipe, key, value, *ttl);
         }
         let pipe = &pipe;
         let values: Vec<Option<Vec<u8>>> = self
@@ -433,10 +457,7 @@ impl Backend for RedisBackend {
     }
 
     async fn set_nx(&self, key: String, value: Bytes, ttl: Duration) -> Result<bool> {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(&value[..]).arg("NX");
-        px(&mut cmd, Some(ttl));
-        let cmd = &cmd;
+        let cmd = &set_nx_cmd(key, &value, ttl);
         let stored: Option<String> = self
             .run(
                 "SET NX",
