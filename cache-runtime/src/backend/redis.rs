@@ -54,10 +54,14 @@ pub(crate) struct RedisBackend {
     getrange_refused: std::sync::atomic::AtomicBool,
 }
 
+/// `ttl` in the milliseconds `PX` and `PEXPIRE` take: at least 1, at most [`MAX_TTL`].
+fn millis(ttl: Duration) -> u64 {
+    ttl.min(MAX_TTL).as_millis().max(1) as u64
+}
+
 fn px(cmd: &mut redis::Cmd, ttl: Option<Duration>) {
     if let Some(ttl) = ttl {
-        cmd.arg("PX")
-            .arg(ttl.min(MAX_TTL).as_millis().max(1) as u64);
+        cmd.arg("PX").arg(millis(ttl));
     }
 }
 
@@ -91,8 +95,7 @@ pub(super) fn create_and_get(
     px(&mut set, ttl);
     pipe.add_command(set).ignore();
     if let Some(ttl) = ttl {
-        let ms = ttl.min(MAX_TTL).as_millis().max(1) as u64;
-        pipe.cmd("PEXPIRE").arg(key).arg(ms).ignore();
+        pipe.cmd("PEXPIRE").arg(key).arg(millis(ttl)).ignore();
     }
     pipe.cmd("GET").arg(key);
 }
