@@ -200,6 +200,38 @@ async fn wait_for_replicas_keeps_invalidations_across_a_failover() {
     assert_eq!(calls.load(SeqCst), 2);
 }
 
+/// A `WAIT` longer than the cache's timeout is waited for: the timeout bounds each
+/// command's answer, the wait bounds how long an invalidation waits for its replicas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_longer_than_the_timeout_is_waited_for() {
+    let (primary, replica) = pair();
+    wait_linked(&replica).await;
+    let wait = Duration::from_millis(800);
+    let on_primary = Cache::builder(&primary.url())
+        .prefix(PREFIX)
+        .timeout(Duration::from_millis(200))
+        .wait_for_replicas(1, wait)
+        .build()
+        .await
+        .unwrap();
+    cut_off(&primary, &replica).await;
+    let started = Instant::now();
+    let err = cache_runtime::scope(on_primary.clone(), price_invalidate(7))
+        .await
+        .unwrap_err();
+    let took = started.elapsed();
+    replica.resume();
+    assert!(
+        format!("{err:?}").contains("reached 0 of 1 replicas"),
+        "the replicas were waited for, not cut off by the timeout: {err:?}"
+    );
+    assert!(
+        took >= wait,
+        "waited {took:?}, less than the {wait:?} asked"
+    );
+    assert!(took < wait + Duration::from_secs(1), "bounded: {took:?}");
+}
+
 #[tokio::test]
 async fn wait_for_replicas_is_refused_without_redis() {
     let err = Cache::builder("memory://")

@@ -139,9 +139,12 @@ impl RedisBackend {
         timeout: Duration,
         wait: Option<(u32, Duration)>,
     ) -> Result<Self> {
+        // No response timeout of redis-rs's own: `run_within` bounds every call by its
+        // operation's bound (an invalidation's `WAIT` may take longer than `timeout`), and
+        // a second timer per call would cost every hit.
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout))
+            .set_response_timeout(None)
             .set_number_of_retries(1)
             .set_min_delay(Duration::from_millis(10))
             .set_max_delay(Duration::from_millis(500));
