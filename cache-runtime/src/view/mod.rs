@@ -287,7 +287,7 @@ pub(crate) fn resolve(explicit: Option<Cache>, name: &'static str) -> Option<Cac
 #[cfg(feature = "fuzz")]
 pub(crate) fn open_untrusted(value: &Opened) -> bool {
     type Served = Response<ViewBody<http_body_util::Empty<Bytes>>>;
-    let Some(entry) = Entry::open(value) else {
+    let Some(entry) = Entry::open(value).map(Entry::complete) else {
         return false;
     };
     let mut conditional = http::HeaderMap::new();
@@ -461,12 +461,7 @@ fn entry_of(value: &Opened) -> Option<Entry> {
     {
         return Some(entry.clone());
     }
-    let mut entry = Entry::open(value)?;
-    // The same on every hit of this entry: written once here, not on each.
-    entry.headers.insert(
-        header::CONTENT_LENGTH,
-        http::HeaderValue::from(entry.body.len()),
-    );
+    let entry = Entry::open(value)?.complete();
     value.decoded.set(std::sync::Arc::new(entry.clone()));
     Some(entry)
 }

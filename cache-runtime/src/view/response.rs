@@ -217,9 +217,19 @@ impl Entry {
         })
     }
 
-    /// The response a hit serves: the stored one with `Age`, `Cache-Control: max-age` and
-    /// `Expires` (unless the handler set its own, see [`add_freshness`]), `304` for a matching `If-None-Match`,
-    /// no body for HEAD.
+    /// Adds what every hit of this entry carries and that does not change from hit to
+    /// hit: `Content-Length`, and `Cache-Control: max-age` and `Expires` for an entry
+    /// stored without them (older entries; see [`add_freshness`]). Done once per decoded
+    /// entry, not on every hit.
+    pub(crate) fn complete(mut self) -> Entry {
+        add_freshness(&mut self.headers, self.filled_at, self.ttl);
+        self.headers
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+        self
+    }
+
+    /// The response a hit serves from a [`complete`](Self::complete)d entry: its headers
+    /// with `Age`, `304` for a matching `If-None-Match`, no body for HEAD.
     pub(crate) fn respond<B: Body>(
         self,
         request_headers: &HeaderMap,
@@ -231,15 +241,11 @@ impl Entry {
             .duration_since(self.filled_at)
             .unwrap_or(Duration::ZERO)
             .as_secs();
-        add_freshness(&mut headers, self.filled_at, self.ttl);
         headers.insert(header::AGE, HeaderValue::from(age));
         if self.status.is_success()
             && matches_none_match(request_headers, headers.get(header::ETAG))
         {
             return not_modified(&headers);
-        }
-        if !headers.contains_key(header::CONTENT_LENGTH) {
-            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(self.body.len()));
         }
         let body = if head {
             ViewBody::empty()
@@ -610,7 +616,8 @@ mod tests {
             body: Bytes::from_static(b"hello"),
             filled_at: now - Duration::from_secs(2),
             ttl: Duration::from_secs(60),
-        };
+        }
+        .complete();
         let hit: Response<ViewBody<http_body_util::Empty<Bytes>>> =
             entry.clone().respond(&HeaderMap::new(), false, now);
         assert_eq!(hit.status(), StatusCode::OK);
