@@ -18,12 +18,16 @@
 //! 3. `/users/page` with `CACHE_URL` on a private `redis-server` started for the run
 //!    (or `CACHE_TEST_REDIS_URL`);
 //!    (local copies on, the default: a hit reads the page's header and generations);
-//! 4. `/users/page` on Redis with local copies off (`CACHE_LOCAL_COPIES_MB=0`: a hit reads
+//! 4. the round trip alone: the ceiling server making, before each answer, the same
+//!    `GETRANGE` + `MGET` round trip a hit on a copy makes, hand-written with redis-rs (on a
+//!    `redis-server` of its own, or `CACHE_TEST_REDIS_URL`): the most a page that asks Redis
+//!    once per request can reach on this machine;
+//! 5. `/users/page` on Redis with local copies off (`CACHE_LOCAL_COPIES_MB=0`: a hit reads
 //!    the whole page);
-//! 5. `/users/page` on Redis with an L1 in the app (`CACHE_L1_MB=64`);
-//! 6. `/users` (uncached: SQLite + template on every request), on the memory app.
+//! 6. `/users/page` on Redis with an L1 in the app (`CACHE_L1_MB=64`);
+//! 7. `/users` (uncached: SQLite + template on every request), on the memory app.
 //!
-//! After a 1 s warm-up of each, the six run twice in alternating order (1 2 3 4 5 6 1 2 ...),
+//! After a 1 s warm-up of each, the seven run twice in alternating order (1 2 3 ... 7 1 2 ...),
 //! so drift of the machine hits every target alike; the table shows both rounds and the mean.
 //! Beside req/s and latency, the CPU time the server, Redis and wrk each spent per request
 //! (from `/proc`): where the time goes, and a figure other load on the machine disturbs far
@@ -43,6 +47,9 @@ const WRK_THREADS: u32 = 2;
 const WRK_CONNECTIONS: u32 = 32;
 const ROUNDS: usize = 2;
 const WARM_UP_SECONDS: u64 = 1;
+const REDIS_PAGE: &str = "`/users/page` `#[cached_view]`, Redis";
+const ROUND_TRIP: &str =
+    "the round trip alone: ceiling + hand-written redis-rs `GETRANGE` + `MGET`";
 
 /// What a current desktop Firefox sends for a page load (no cookies), the same for every
 /// target and for the harness's own fetches.
@@ -327,11 +334,18 @@ fn main() -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("wrk_load-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let redis_pid = redis.as_ref().and_then(|r| r.pid());
+    // The hand-written round trip gets a Redis of its own, so the apps' command counts
+    // stay theirs (on `CACHE_TEST_REDIS_URL` it shares it).
+    let floor_redis = redis.is_some().then(cache_tests::RedisServer::start);
+    let floor = floor_redis
+        .as_ref()
+        .map_or((redis_url.clone(), redis_pid), |r| (r.url(), r.pid()));
     let result = run(
         seconds,
         &app_binary,
         &ceiling_binary,
         (&redis_url, redis_pid),
+        (&floor.0, floor.1),
         &dir,
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -343,6 +357,7 @@ fn run(
     app_binary: &Path,
     ceiling_binary: &Path,
     (redis_url, redis_pid): (&str, Option<u32>),
+    (floor_url, floor_pid): (&str, Option<u32>),
     dir: &Path,
 ) -> anyhow::Result<()> {
     let memory_app = app(
@@ -405,6 +420,14 @@ fn run(
             == (content_type.clone(), page.clone()),
         "the ceiling serves other bytes than the app"
     );
+    let mut command = Command::new(ceiling_binary);
+    command.arg(&body_file).arg(&content_type).arg(floor_url);
+    let floor = Server::start("round trip", command)?;
+    ensure!(
+        rt.block_on(fetch(&client, &floor.url("/users/page")))?
+            == (content_type.clone(), page.clone()),
+        "the hand-written round trip serves other bytes than the app"
+    );
 
     let targets = [
         Target {
@@ -420,10 +443,16 @@ fn run(
             redis_pid: None,
         },
         Target {
-            name: "`/users/page` `#[cached_view]`, Redis",
+            name: REDIS_PAGE,
             server: &redis_app,
             path: "/users/page",
             redis_pid,
+        },
+        Target {
+            name: ROUND_TRIP,
+            server: &floor,
+            path: "/users/page",
+            redis_pid: floor_pid,
         },
         Target {
             name: "`/users/page` `#[cached_view]`, Redis, no local copies",
@@ -529,6 +558,17 @@ fn run(
             micros(mean_cpu(runs, |r| r.server_cpu)),
             micros(mean_cpu(runs, |r| r.redis_cpu)),
             micros(mean_cpu(runs, |r| r.wrk_cpu)),
+        );
+    }
+    let rps_of = |name: &str| {
+        let i = targets.iter().position(|t| t.name == name)?;
+        Some(mean(&runs[i], |r| r.wrk.rps))
+    };
+    if let (Some(page), Some(round_trip)) = (rps_of(REDIS_PAGE), rps_of(ROUND_TRIP)) {
+        println!(
+            "\nThe Redis page against the round trip alone: {:.3} (what the cache costs beyond \
+             asking Redis once per request)",
+            page / round_trip
         );
     }
 
