@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! apt-get install -y wrk       # Debian's wrk 4.1
-//! cargo run --release -p cache-examples --example wrk_load -- [seconds per run, default 5]
+//! cargo run --release -p cache-examples --example wrk_load -- [seconds per run, default 5] [rounds, default 2]
 //! ```
 //! The harness builds what it starts itself, with the profile it was built with:
 //! `cargo build --release -p cache-examples --bin active_users` (as a user builds the app:
@@ -27,8 +27,9 @@
 //! 6. `/users/page` on Redis with an L1 in the app (`CACHE_L1_MB=64`);
 //! 7. `/users` (uncached: SQLite + template on every request), on the memory app.
 //!
-//! After a 1 s warm-up of each, the seven run twice in alternating order (1 2 3 ... 7 1 2 ...),
-//! so drift of the machine hits every target alike; the table shows both rounds and the mean.
+//! After a 1 s warm-up of each, the seven run in rounds, in alternating order (1 2 3 ... 7 1 2
+//! ...), so drift of the machine hits every target alike; the table shows every round and the
+//! mean. On a shared virtual machine, rounds differ by up to a third: run more of them.
 //! Beside req/s and latency, the CPU time the server, Redis and wrk each spent per request
 //! (from `/proc`): where the time goes, and a figure other load on the machine disturbs far
 //! less than req/s.
@@ -45,7 +46,6 @@ use anyhow::{Context, bail, ensure};
 
 const WRK_THREADS: u32 = 2;
 const WRK_CONNECTIONS: u32 = 32;
-const ROUNDS: usize = 2;
 const WARM_UP_SECONDS: u64 = 1;
 const REDIS_PAGE: &str = "`/users/page` `#[cached_view]`, Redis";
 const ROUND_TRIP: &str =
@@ -315,9 +315,14 @@ fn micros(value: Option<f64>) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    const USAGE: &str = "usage: wrk_load [seconds per run] [rounds]";
     let seconds: u64 = match std::env::args().nth(1) {
-        Some(s) => s.parse().context("usage: wrk_load [seconds per run]")?,
+        Some(s) => s.parse().context(USAGE)?,
         None => 5,
+    };
+    let rounds: usize = match std::env::args().nth(2) {
+        Some(s) => s.parse().ok().filter(|&n| n > 0).context(USAGE)?,
+        None => 2,
     };
     if Command::new("wrk").arg("--version").output().is_err() {
         eprintln!("apt-get install -y wrk");
@@ -341,7 +346,7 @@ fn main() -> anyhow::Result<()> {
         .as_ref()
         .map_or((redis_url.clone(), redis_pid), |r| (r.url(), r.pid()));
     let result = run(
-        seconds,
+        (seconds, rounds),
         &app_binary,
         &ceiling_binary,
         (&redis_url, redis_pid),
@@ -353,7 +358,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 fn run(
-    seconds: u64,
+    (seconds, rounds): (u64, usize),
     app_binary: &Path,
     ceiling_binary: &Path,
     (redis_url, redis_pid): (&str, Option<u32>),
@@ -475,10 +480,12 @@ fn run(
     ];
 
     println!(
-        "# wrk_load: {} bytes of `{content_type}`, {seconds} s per run, {ROUNDS} rounds\n",
+        "# wrk_load: {} bytes of `{content_type}`, {seconds} s per run, {rounds} rounds\n",
         page.len()
     );
-    println!("```sh\ncargo run --release -p cache-examples --example wrk_load -- {seconds}");
+    println!(
+        "```sh\ncargo run --release -p cache-examples --example wrk_load -- {seconds} {rounds}"
+    );
     let quoted: Vec<String> = wrk_args(seconds)
         .into_iter()
         .map(|a| if a.contains(' ') { format!("'{a}'") } else { a })
@@ -502,7 +509,7 @@ fn run(
          server CPU µs/req | Redis CPU µs/req | wrk CPU µs/req |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for round in 0..ROUNDS {
+    for round in 0..rounds {
         for (i, target) in targets.iter().enumerate() {
             let run = measure(target, seconds)?;
             let ceiling_rps = runs[0].get(round).map_or(run.wrk.rps, |c| c.wrk.rps);
@@ -538,7 +545,7 @@ fn run(
         values.map(|v| v.iter().sum::<f64>() / v.len() as f64)
     };
     let ceiling_rps = mean(&runs[0], |r| r.wrk.rps);
-    println!("\nMean of the {ROUNDS} rounds:\n");
+    println!("\nMean of the {rounds} rounds:\n");
     println!(
         "| target | req/s (rounds) | req/s | p50 ms | p99 ms | vs ceiling | \
          server CPU µs/req | Redis CPU µs/req | wrk CPU µs/req |"
