@@ -29,8 +29,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 
 use super::redis::{
-    DELETE_IF, create_and_get, glob_containing, glob_escape, mget_cmd, mget_reply, set_cmd,
-    set_nx_cmd,
+    DELETE_IF, create_and_get, glob_containing, glob_escape, mget_cmd, mget_reply,
+    replace_and_unlink, set_cmd, set_nx_cmd,
 };
 use super::{Backend, KeyInfo, ScanPage, io};
 use crate::error::{Error, ErrorKind, Result};
@@ -407,15 +407,7 @@ impl Backend for ClusterBackend {
         delete: Option<String>,
     ) -> Result<()> {
         // One slot (the layout puts an entry and its counter together): MULTI/EXEC is legal.
-        let mut set = redis::cmd("SET");
-        set.arg(key).arg(&value[..]).arg("XX").arg("KEEPTTL");
-        let mut pipe = redis::pipe();
-        pipe.cmd("MULTI").ignore();
-        pipe.add_command(set).ignore();
-        if let Some(delete) = delete {
-            pipe.cmd("UNLINK").arg(delete).ignore();
-        }
-        pipe.cmd("EXEC").ignore();
+        let pipe = replace_and_unlink(key, &value, delete);
         self.replace_on_slots("MULTI SET UNLINK EXEC", vec![pipe])
             .await
     }
@@ -477,7 +469,7 @@ impl Backend for ClusterBackend {
     }
 
     async fn set_nx(&self, key: String, value: Bytes, ttl: Duration) -> Result<bool> {
-        let cmd = &set_nx_cmd(key, &value, ttl);
+        let cmd = &set_nx_cmd(&key, &value, Some(ttl));
         let stored: Option<String> = self
             .run(
                 "SET NX",

@@ -73,11 +73,11 @@ pub(super) fn set_cmd(key: String, value: &[u8], ttl: Option<Duration>) -> redis
     cmd
 }
 
-/// `SET key value NX PX ttl`: creates `key` only when it does not exist.
-pub(super) fn set_nx_cmd(key: String, value: &[u8], ttl: Duration) -> redis::Cmd {
+/// `SET key value NX [PX ttl]`: creates `key` only when it does not exist.
+pub(super) fn set_nx_cmd(key: &str, value: &[u8], ttl: Option<Duration>) -> redis::Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(key).arg(value).arg("NX");
-    px(&mut cmd, Some(ttl));
+    px(&mut cmd, ttl);
     cmd
 }
 
@@ -90,14 +90,33 @@ pub(super) fn create_and_get(
     value: &[u8],
     ttl: Option<Duration>,
 ) {
-    let mut set = redis::cmd("SET");
-    set.arg(key).arg(value).arg("NX");
-    px(&mut set, ttl);
-    pipe.add_command(set).ignore();
+    pipe.add_command(set_nx_cmd(key, value, ttl)).ignore();
     if let Some(ttl) = ttl {
         pipe.cmd("PEXPIRE").arg(key).arg(millis(ttl)).ignore();
     }
     pipe.cmd("GET").arg(key);
+}
+
+/// `MULTI`, `SET key value XX KEEPTTL`, `UNLINK delete` (if any), `EXEC`: replaces an
+/// existing value, keeping its expiry, and drops another key in the same transaction.
+pub(super) fn replace_and_unlink(
+    key: String,
+    value: &[u8],
+    delete: Option<String>,
+) -> redis::Pipeline {
+    let mut pipe = redis::pipe();
+    pipe.cmd("MULTI").ignore();
+    pipe.cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("XX")
+        .arg("KEEPTTL")
+        .ignore();
+    if let Some(delete) = delete {
+        pipe.cmd("UNLINK").arg(delete).ignore();
+    }
+    pipe.cmd("EXEC").ignore();
+    pipe
 }
 
 fn bytes(values: Vec<Option<Vec<u8>>>) -> Vec<Option<Bytes>> {
@@ -377,16 +396,8 @@ impl Backend for RedisBackend {
         value: Bytes,
         delete: Option<String>,
     ) -> Result<()> {
-        let mut set = redis::cmd("SET");
-        set.arg(key).arg(&value[..]).arg("XX").arg("KEEPTTL");
         // MULTI/EXEC by hand: WAIT must follow EXEC, outside the transaction.
-        let mut pipe = redis::pipe();
-        pipe.cmd("MULTI").ignore();
-        pipe.add_command(set).ignore();
-        if let Some(delete) = delete {
-            pipe.cmd("UNLINK").arg(delete).ignore();
-        }
-        pipe.cmd("EXEC").ignore();
+        let mut pipe = replace_and_unlink(key, &value, delete);
         let Some((replicas, wait)) = self.wait else {
             let pipe = &pipe;
             return self
@@ -463,7 +474,7 @@ impl Backend for RedisBackend {
     }
 
     async fn set_nx(&self, key: String, value: Bytes, ttl: Duration) -> Result<bool> {
-        let cmd = &set_nx_cmd(key, &value, ttl);
+        let cmd = &set_nx_cmd(&key, &value, Some(ttl));
         let stored: Option<String> = self
             .run(
                 "SET NX",
