@@ -128,6 +128,19 @@ pub async fn commandstats(
     parse_commandstats(&info)
 }
 
+/// Calls per command since the last `CONFIG RESETSTAT`, leaving out what a test sends to
+/// count them (`INFO`, `CONFIG RESETSTAT`; the cache sends neither).
+pub async fn command_calls(
+    conn: &mut redis::aio::MultiplexedConnection,
+) -> std::collections::HashMap<String, u64> {
+    commandstats(conn)
+        .await
+        .into_iter()
+        .map(|(command, (calls, _))| (command, calls))
+        .filter(|(command, _)| command != "info" && command != "config|resetstat")
+        .collect()
+}
+
 /// `cmdstat_get:calls=12,usec=34,usec_per_call=2.83,...` lines: command -> (calls, µs).
 pub fn parse_commandstats(info: &str) -> BTreeMap<String, (u64, u64)> {
     info.lines()

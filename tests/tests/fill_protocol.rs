@@ -486,16 +486,6 @@ fn a_cache_outlives_the_runtime_that_built_it() {
     assert_eq!(cache.stats().backend_errors, 0);
 }
 
-/// Calls per command since the last `CONFIG RESETSTAT`, but the test's own.
-async fn command_calls(conn: &mut ::redis::aio::MultiplexedConnection) -> HashMap<String, u64> {
-    cache_tests::commandstats(conn)
-        .await
-        .into_iter()
-        .map(|(command, (calls, _))| (command, calls))
-        .filter(|(name, _)| name != "info" && name != "config|resetstat")
-        .collect()
-}
-
 async fn reset_stats(conn: &mut ::redis::aio::MultiplexedConnection) {
     let _: () = ::redis::cmd("CONFIG")
         .arg("RESETSTAT")
@@ -532,7 +522,7 @@ async fn concurrent_hits_are_one_mget_each() {
         task.await.unwrap();
     }
     assert_eq!(calls.load(SeqCst), 1);
-    let commands = command_calls(&mut conn).await;
+    let commands = cache_tests::command_calls(&mut conn).await;
     // Each hit: the header of the value this process holds a copy of, and its
     // generations, in one pipeline.
     assert_eq!(
@@ -558,7 +548,7 @@ async fn a_page_filled_elsewhere_is_one_mget_after_its_first_hit() {
     reset_stats(&mut conn).await;
     reader.get(&app, "/current").await;
     assert_eq!(
-        command_calls(&mut conn).await,
+        cache_tests::command_calls(&mut conn).await,
         HashMap::from([("mget".to_owned(), 2)])
     );
     reset_stats(&mut conn).await;
@@ -566,7 +556,7 @@ async fn a_page_filled_elsewhere_is_one_mget_after_its_first_hit() {
         reader.get(&app, "/current").await;
     }
     assert_eq!(
-        command_calls(&mut conn).await,
+        cache_tests::command_calls(&mut conn).await,
         HashMap::from([("getrange".to_owned(), 5), ("mget".to_owned(), 5)])
     );
     assert_eq!(db.renders(), 1);

@@ -380,15 +380,6 @@ async fn invalidation_errors_are_returned() {
     assert_eq!(env.run(user(&db, 1)).await.as_deref(), Some("user1"));
 }
 
-/// Calls per command since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
-async fn command_calls(conn: &mut ::redis::aio::MultiplexedConnection) -> HashMap<String, u64> {
-    cache_tests::commandstats(conn)
-        .await
-        .into_iter()
-        .map(|(command, (calls, _))| (command, calls))
-        .collect()
-}
-
 /// Client commands since the last reset, minus those the script runs inside Redis.
 async fn commands_for(
     conn: &mut ::redis::aio::MultiplexedConnection,
@@ -400,9 +391,7 @@ async fn commands_for(
         .await
         .unwrap();
     hits.await;
-    let mut calls = command_calls(conn).await;
-    calls.remove("config|resetstat");
-    calls
+    cache_tests::command_calls(conn).await
 }
 
 fn counts(pairs: &[(&str, u64)]) -> HashMap<String, u64> {
