@@ -417,22 +417,20 @@ fn run(
     }
     let body_file = dir.join("page.html");
     std::fs::write(&body_file, &page)?;
-    let mut command = Command::new(ceiling_binary);
-    command.arg(&body_file).arg(&content_type);
-    let ceiling = Server::start("ceiling", command)?;
-    ensure!(
-        rt.block_on(fetch(&client, &ceiling.url("/users/page")))?
-            == (content_type.clone(), page.clone()),
-        "the ceiling serves other bytes than the app"
-    );
-    let mut command = Command::new(ceiling_binary);
-    command.arg(&body_file).arg(&content_type).arg(floor_url);
-    let floor = Server::start("round trip", command)?;
-    ensure!(
-        rt.block_on(fetch(&client, &floor.url("/users/page")))?
-            == (content_type.clone(), page.clone()),
-        "the hand-written round trip serves other bytes than the app"
-    );
+    // The ceiling, alone or making the round trip to `redis`, serving the app's page.
+    let ceiling_server = |name: &'static str, redis: Option<&str>| -> anyhow::Result<Server> {
+        let mut command = Command::new(ceiling_binary);
+        command.arg(&body_file).arg(&content_type).args(redis);
+        let server = Server::start(name, command)?;
+        ensure!(
+            rt.block_on(fetch(&client, &server.url("/users/page")))?
+                == (content_type.clone(), page.clone()),
+            "{name} serves other bytes than the app"
+        );
+        Ok(server)
+    };
+    let ceiling = ceiling_server("ceiling", None)?;
+    let floor = ceiling_server("round trip", Some(floor_url))?;
 
     let targets = [
         Target {
